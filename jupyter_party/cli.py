@@ -1,0 +1,47 @@
+"""`jupyter party ...`: command-line entry points.
+
+`jupyter party serve` runs the same extension and route table as inside Jupyter, on a Jupyter
+server with no other extension and no notebook UI, so authentication, logging and the printed
+token URL behave exactly as in `jupyter server`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the `jupyter-party` script (run as `jupyter party`)."""
+    parser = argparse.ArgumentParser(prog="jupyter party", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run a standalone party server",
+        description="Run a standalone party server (other options go to Jupyter's ServerApp, "
+        "e.g. --ServerApp.base_url=/x/).",
+    )
+    serve.add_argument("--parties", metavar="DIR", help="directory of party modules")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8888)")
+    serve.add_argument("--ip", help="address to listen on (default localhost)")
+    serve.add_argument("--storage", metavar="URL", help="sqlite:///path/file.db or memory://")
+    args, rest = parser.parse_known_args(argv)
+    _serve(args, rest)
+
+
+def _serve(args: argparse.Namespace, rest: list[str]) -> None:
+    from .extension import PartyApp
+
+    options = {
+        "PartyApp.parties_dir": args.parties,
+        "PartyApp.storage_url": args.storage,
+        "ServerApp.port": args.port,
+        "ServerApp.ip": args.ip,
+    }
+    argv = [f"--{name}={value}" for name, value in options.items() if value is not None]
+    PartyApp.load_other_extensions = False
+    PartyApp.launch_instance(argv=argv + rest)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,1 @@
+"""Demo parties bundled with the package (registered as `jupyter_party.parties` entry points)."""

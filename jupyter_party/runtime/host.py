@@ -1,0 +1,132 @@
+"""`Host`: every live room of one server process, created on demand and evicted when idle.
+
+The host knows nothing of Jupyter or Tornado's web layer: the extension, the standalone server
+and (later) a worker process all drive the same Host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from .alarms import AlarmClock
+from .http import Request, Response
+from .registry import Registry
+from .room import Room
+from .storage import Backend, open_backend
+from .stubs import Parties
+
+log = logging.getLogger("jupyter_party")
+
+GOING_AWAY = 1001
+
+
+class Overloaded(Exception):
+    """A server-wide limit was reached (close 1013 / HTTP 503)."""
+
+
+@dataclass
+class Limits:
+    """The limits of DESIGN §10, in bytes and seconds."""
+
+    max_message_size: int = 1 << 20
+    max_connections_per_room: int = 32768
+    max_rooms: int = 10000
+    room_idle_timeout: float = 60.0
+    send_buffer_limit: int = 4 << 20
+    ping_interval: float = 30.0
+
+
+class Host:
+    """Rooms by `(party, id)`: the same pair always reaches the same live instance."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        storage_url: str,
+        limits: Limits | None = None,
+        env: dict[str, Any] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.limits = limits or Limits()
+        self.env = env or {}
+        self.backend: Backend = open_backend(storage_url)
+        self.alarms = AlarmClock(self)
+        self.parties = Parties(self)
+        self.rooms: dict[tuple[str, str], Room] = {}
+        self._idle: dict[Room, asyncio.TimerHandle] = {}
+        self._started = False
+
+    async def start(self) -> None:
+        """Arm the alarms persisted by earlier runs. Idempotent."""
+        if self._started:
+            return
+        self._started = True
+        for party, room, at_ms in await self.backend.alarms():
+            self.alarms.schedule(party, room, at_ms)
+
+    def acquire(self, party: str, room_id: str) -> Room:
+        """The room `(party, room_id)`, created on demand, held until `release`.
+
+        Raises KeyError (UnknownParty) for an unknown party and Overloaded past `max_rooms`.
+        """
+        room = self.rooms.get((party, room_id))
+        if room is None:
+            server_class = self.registry.get(party)
+            if len(self.rooms) >= self.limits.max_rooms:
+                raise Overloaded(f"too many rooms: the limit is {self.limits.max_rooms}")
+            room = self.rooms[party, room_id] = Room(self, party, server_class, room_id)
+        timer = self._idle.pop(room, None)
+        if timer is not None:
+            timer.cancel()
+        room.leases += 1
+        return room
+
+    def release(self, room: Room) -> None:
+        """End a hold taken with `acquire`; the last one starts the idle countdown."""
+        room.leases -= 1
+        if room.leases == 0 and self.rooms.get((room.party, room.id)) is room:
+            delay = self.limits.room_idle_timeout
+            self._idle[room] = asyncio.get_running_loop().call_later(delay, self._evict, room)
+
+    def discard(self, room: Room) -> None:
+        """Forget a room (it failed to start); the next event creates a new instance."""
+        if self.rooms.get((room.party, room.id)) is room:
+            del self.rooms[room.party, room.id]
+        timer = self._idle.pop(room, None)
+        if timer is not None:
+            timer.cancel()
+
+    async def request(self, party: str, room_id: str, request: Request) -> Response:
+        """Deliver an HTTP request to a room."""
+        room = self.acquire(party, room_id)
+        try:
+            return await room.request(request)
+        finally:
+            self.release(room)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Live rooms with their connection counts, for the admin API."""
+        return [
+            {"party": party, "room": room_id, "connections": len(room.get_connections())}
+            for (party, room_id), room in sorted(self.rooms.items())
+        ]
+
+    async def close(self) -> None:
+        """Close every connection, stop alarms, and flush storage (server shutdown)."""
+        self.alarms.stop()
+        for room in list(self.rooms.values()):
+            room.close_connections(GOING_AWAY, "server shutting down")
+        for timer in self._idle.values():
+            timer.cancel()
+        self._idle.clear()
+        self.rooms.clear()
+        await self.backend.close()
+
+    def _evict(self, room: Room) -> None:
+        self._idle.pop(room, None)
+        if room.leases == 0:
+            self.discard(room)
+            log.debug("evicted idle room %s/%s", room.party, room.id)

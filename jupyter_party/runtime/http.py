@@ -1,0 +1,80 @@
+"""`Request` and `Response`: what party hooks receive and return for HTTP and upgrades."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from tornado.httputil import HTTPHeaders
+
+
+@dataclass
+class Request:
+    """An HTTP request (or WebSocket upgrade request) addressed to a room.
+
+    `path` is the part of the URL path after the room id: `""` at the room itself,
+    `"/items/1"` for a sub-path. `url` is the full URL with its query. `user` is the Jupyter
+    identity that made the request (`None` when a party admitted it without one).
+    """
+
+    method: str = "GET"
+    url: str = ""
+    path: str = ""
+    query: dict[str, str] = field(default_factory=dict)
+    headers: HTTPHeaders = field(default_factory=HTTPHeaders)
+    body: bytes = b""
+    user: Any = None
+
+    def text(self) -> str:
+        """The body decoded as UTF-8."""
+        return self.body.decode("utf-8")
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.body or b"null")
+
+    def copy(self, **changes: Any) -> Request:
+        """A copy with `changes` applied and its own headers, for gates that rewrite requests."""
+        headers = HTTPHeaders(changes.pop("headers", self.headers))
+        return replace(self, headers=headers, query=dict(self.query), **changes)
+
+
+@dataclass
+class Response:
+    """An HTTP response returned by `on_request`, `on_before_request` or `on_before_connect`."""
+
+    body: str | bytes = ""
+    status: int = 200
+    headers: dict[str, str] | None = None
+
+    @classmethod
+    def json(cls, value: Any, status: int = 200) -> Response:
+        """A JSON response."""
+        return cls(dumps(value), status, {"Content-Type": "application/json"})
+
+    def body_bytes(self) -> bytes:
+        """The body as bytes (str bodies are UTF-8)."""
+        return self.body.encode("utf-8") if isinstance(self.body, str) else bytes(self.body)
+
+
+def to_response(value: Any) -> Response:
+    """Turn what `on_request` returned into a Response (DESIGN §3).
+
+    A Response passes through; `str` becomes text/plain, `bytes` application/octet-stream,
+    `None` an empty 204, and any other value JSON.
+    """
+    if isinstance(value, Response):
+        return value
+    if value is None:
+        return Response(status=204)
+    if isinstance(value, str):
+        return Response(value, 200, {"Content-Type": "text/plain; charset=utf-8"})
+    if isinstance(value, bytes | bytearray | memoryview):
+        return Response(bytes(value), 200, {"Content-Type": "application/octet-stream"})
+    return Response.json(value)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text, as sent for dict and list messages."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,239 @@
+"""`Room`: one live instance of a party, and the order in which its events are delivered.
+
+A room runs `on_start` before anything else, then delivers events as they come. Each
+connection's messages are handled in order (the transport waits for a message's handler before
+reading the next frame). `block_concurrency_while` closes the room's gate, so no new event
+starts until the work is done. Handler errors stay inside the room: they are logged with the
+party and room, passed to `on_error`, and never reach other rooms or the transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .connection import Connection, Outgoing
+from .http import Request, Response, to_response
+from .server import ConnectionContext, Server
+from .storage import Storage
+
+if TYPE_CHECKING:
+    from .host import Host
+    from .stubs import Parties
+
+log = logging.getLogger("jupyter_party")
+T = TypeVar("T")
+
+MAX_TAGS = 9
+MAX_TAG_LENGTH = 256
+
+
+class RoomError(Exception):
+    """An event could not be delivered: the room failed to start or a handler raised."""
+
+
+@dataclass
+class Lobby:
+    """What `on_before_connect` / `on_before_request` know: the room is not touched yet."""
+
+    id: str
+    party: str
+    env: dict[str, Any]
+    parties: Parties
+
+
+class Context:
+    """`room.context`: calls to other parties' rooms."""
+
+    def __init__(self, parties: Parties) -> None:
+        self.parties = parties
+
+
+class Room:
+    """A live instance of a party, addressed by `(party, id)`."""
+
+    def __init__(self, host: Host, party: str, server_class: type[Server], id: str) -> None:
+        self.id = id
+        self.party = party
+        self.env = host.env
+        self.storage = Storage(host.backend, party, id, host.alarms.watcher(party, id))
+        self.context = Context(host.parties)
+        self.server: Server | None = None
+        self._server_class = server_class
+        self._host = host
+        self._connections: dict[Connection, None] = {}  # insertion-ordered set, keyed by socket
+        self._gate = asyncio.Event()  # set while events may start
+        self._block = asyncio.Lock()
+        self._failure: BaseException | None = None
+        self.leases = 0  # events and connections in progress; an idle room has none
+        self.started = asyncio.ensure_future(self._start())
+
+    def __repr__(self) -> str:
+        return f"<Room {self.party}/{self.id}>"
+
+    # -- the API party code uses ------------------------------------------------------------
+
+    def broadcast(self, message: Any, without: Iterable[str] = ()) -> None:
+        """Send `message` to every connection whose id is not in `without`.
+
+        The message is encoded (and framed) once, whatever the number of recipients.
+        """
+        outgoing = Outgoing(message)
+        skip = set(without)
+        for connection in self._connections:
+            if connection.id not in skip:
+                connection._enqueue(outgoing)
+
+    def get_connection(self, id: str) -> Connection | None:
+        """The newest open connection with this id, or None."""
+        for connection in reversed(self._connections):
+            if connection.id == id and not connection.closed:
+                return connection
+        return None
+
+    def get_connections(self, tag: str | None = None) -> list[Connection]:
+        """Open connections, all of them or those carrying `tag`."""
+        return [
+            c
+            for c in self._connections
+            if not c.closed and (tag is None or tag in c.tags or tag == c.id)
+        ]
+
+    async def block_concurrency_while(self, work: Callable[[], Awaitable[T]] | Awaitable[T]) -> T:
+        """Run `work` (a coroutine function or awaitable) while no other event starts."""
+        async with self._block:
+            self._gate.clear()
+            try:
+                return await (work() if callable(work) else work)
+            finally:
+                self._gate.set()
+
+    # -- events, called by the transports and the host --------------------------------------
+
+    async def connect(self, connection: Connection, request: Request) -> None:
+        """Admit a connection: tags, then `on_connect`. Raises RoomError if that fails."""
+        await self._open()
+        server = self.server
+        ctx = ConnectionContext(request)
+        self._connections[connection] = None
+        try:
+            connection.tags = _check_tags(
+                await maybe_await(server.get_connection_tags(connection, ctx))
+            )
+            await maybe_await(server.on_connect(connection, ctx))
+        except Exception as error:
+            self._connections.pop(connection, None)
+            await self._report("on_connect", connection, error)
+            raise RoomError(f"{type(error).__name__}: {error}") from error
+
+    def deliver(self, connection: Connection, message: str | bytes) -> Awaitable[None] | None:
+        """Hand a message to `on_message`; returns an awaitable only when there is waiting to do.
+
+        This is the hot path: a synchronous handler in an open room costs one call.
+        """
+        if not self._gate.is_set():
+            return self._deliver_later(connection, message)
+        try:
+            result = self.server.on_message(message, connection)
+        except Exception as error:
+            return self._report("on_message", connection, error)
+        if result is not None and inspect.isawaitable(result):
+            return self._settle("on_message", connection, result)
+        return None
+
+    async def disconnect(self, connection: Connection, code: int, reason: str) -> None:
+        """Forget a closed connection and tell the party."""
+        connection._mark_closed()
+        if connection not in self._connections:
+            return
+        del self._connections[connection]
+        try:
+            await maybe_await(self.server.on_close(connection, code, reason))
+        except Exception as error:
+            await self._report("on_close", connection, error)
+
+    async def request(self, request: Request) -> Response:
+        """Answer an HTTP request with `on_request`; a handler error becomes a bare 500."""
+        await self._open()
+        try:
+            return to_response(await maybe_await(self.server.on_request(request)))
+        except Exception as error:
+            await self._report("on_request", None, error)
+            return Response("Internal Server Error: the party's handler failed", 500)
+
+    async def alarm(self) -> None:
+        """Run `on_alarm`; errors are reported and re-raised so the alarm is retried."""
+        await self._open()
+        try:
+            await maybe_await(self.server.on_alarm())
+        except Exception as error:
+            await self._report("on_alarm", None, error)
+            raise
+
+    def close_connections(self, code: int, reason: str) -> None:
+        """Close every connection (server shutdown, redeploy)."""
+        for connection in list(self._connections):
+            connection.close(code, reason)
+
+    # -- internals --------------------------------------------------------------------------
+
+    async def _start(self) -> None:
+        try:
+            self.server = self._server_class(self)
+            await maybe_await(self.server.on_start())
+        except Exception as error:
+            self._failure = error
+            await self._report("on_start", None, error)
+            self._host.discard(self)
+        finally:
+            self._gate.set()
+
+    async def _open(self) -> None:
+        """Wait until events may start; raise RoomError if the room failed to start."""
+        while not self._gate.is_set():
+            await self._gate.wait()
+        if self._failure is not None:
+            raise RoomError(f"the room failed to start: {self._failure}")
+
+    async def _deliver_later(self, connection: Connection, message: str | bytes) -> None:
+        await self._open()
+        result = self.deliver(connection, message)
+        if result is not None:
+            await result
+
+    async def _settle(self, hook: str, connection: Connection | None, result: Any) -> None:
+        try:
+            await maybe_await(result)
+        except Exception as error:
+            await self._report(hook, connection, error)
+
+    async def _report(self, hook: str, connection: Connection | None, error: BaseException) -> None:
+        """Log a handler error with its party and room, then pass it to `on_error`."""
+        log.error("party %r room %r: %s raised", self.party, self.id, hook, exc_info=error)
+        if self.server is None or hook == "on_error":
+            return
+        try:
+            await maybe_await(self.server.on_error(connection, error))
+        except Exception as again:
+            log.error("party %r room %r: on_error raised", self.party, self.id, exc_info=again)
+
+
+async def maybe_await(value: Any) -> Any:
+    """Await `value` if it is awaitable: hooks may be plain functions or coroutines."""
+    if inspect.isawaitable(value):
+        return await value
+    return value
+
+
+def _check_tags(tags: Any) -> tuple[str, ...]:
+    tags = tuple(tags or ())
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"get_connection_tags returned {len(tags)} tags; at most {MAX_TAGS}")
+    for tag in tags:
+        if not isinstance(tag, str) or not tag or len(tag) > MAX_TAG_LENGTH:
+            raise ValueError(f"invalid tag {tag!r}: tags are non-empty strings of ≤256 chars")
+    return tags

@@ -1,0 +1,84 @@
+"""`Server`: the base class of every party, with PartyKit's hooks (DESIGN §3).
+
+Every hook may be a plain function or a coroutine. The room calls them; party code overrides
+the ones it needs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .http import Request, Response
+
+if TYPE_CHECKING:
+    from .connection import Connection
+    from .room import Lobby, Room
+
+log = logging.getLogger("jupyter_party")
+
+
+@dataclass
+class ConnectionContext:
+    """What `on_connect` and `get_connection_tags` learn about a new connection."""
+
+    request: Request
+
+    @property
+    def user(self) -> Any:
+        """The Jupyter identity of the client (`jupyter_server.auth.User`), or None."""
+        return self.request.user
+
+
+class Server:
+    """Base class of a party: one instance per room, created on demand.
+
+    Subclasses override hooks; `self.room` is the `Room` this instance serves.
+    """
+
+    def __init__(self, room: Room) -> None:
+        self.room = room
+
+    def on_start(self) -> Awaitable[None] | None:
+        """Called once per instance, before any other event of the room is delivered."""
+
+    def on_connect(self, connection: Connection, ctx: ConnectionContext) -> Awaitable[None] | None:
+        """A client connected; finishes before its first message is handled.
+
+        Raising closes the connection with 1011 and the error text.
+        """
+
+    def on_message(self, message: str | bytes, sender: Connection) -> Awaitable[None] | None:
+        """A message arrived: `str` for text frames, `bytes` for binary frames."""
+
+    def on_close(self, connection: Connection, code: int, reason: str) -> Awaitable[None] | None:
+        """A connection closed, whichever side closed it."""
+
+    def on_error(
+        self, connection: Connection | None, error: BaseException
+    ) -> Awaitable[None] | None:
+        """A handler or transport error; `connection` is None for HTTP and alarm errors."""
+
+    def on_request(self, request: Request) -> Any:
+        """An HTTP request to the room URL or a sub-path; return a Response, str, bytes or JSON."""
+        return Response("This party does not handle HTTP requests", 404)
+
+    def on_alarm(self) -> Awaitable[None] | None:
+        """The room's alarm fired."""
+
+    def get_connection_tags(self, connection: Connection, ctx: ConnectionContext) -> Any:
+        """Return the tags of a new connection, for `room.get_connections(tag)`."""
+        return ()
+
+    @staticmethod
+    def on_before_connect(request: Request, lobby: Lobby) -> Any:
+        """Gate a WebSocket upgrade before the room is touched.
+
+        Return None to allow, a modified Request to forward it, or a Response to reject.
+        """
+
+    @staticmethod
+    def on_before_request(request: Request, lobby: Lobby) -> Any:
+        """Gate an HTTP request before the room is touched (same contract as on_before_connect)."""

@@ -1,0 +1,1 @@
+"""Tornado adapters: they parse HTTP and WebSocket traffic and hand events to the runtime."""

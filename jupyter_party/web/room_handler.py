@@ -1,0 +1,235 @@
+"""The room URL: WebSocket upgrades and plain HTTP on the same path (DESIGN §4).
+
+Authentication is checked here rather than by Jupyter's decorators, so a WebSocket client is
+told *why* it was refused with a close code (4401, 4403, 4404) instead of a bare failed
+handshake, which browsers only report as 1006.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from jupyter_server.auth.decorator import allow_unauthenticated
+from jupyter_server.base.handlers import JupyterHandler
+from tornado.websocket import WebSocketHandler
+
+from ..protocol.names import InvalidName, RoomPath, split_room_path
+from ..runtime.connection import OVERLOADED, Connection, Outgoing
+from ..runtime.host import Host, Overloaded
+from ..runtime.http import Request, Response
+from ..runtime.registry import UnknownParty
+from ..runtime.room import Lobby, Room, RoomError, maybe_await
+from ..runtime.tasks import spawn
+
+HOST_SETTING = "jupyter_party_host"
+
+BAD_REQUEST = 4400
+UNAUTHENTICATED = 4401
+FORBIDDEN = 4403
+UNKNOWN_PARTY = 4404
+HANDLER_ERROR = 1011
+
+
+class Refused(Exception):
+    """A request the room must not see.
+
+    Carries the HTTP response to send and, for WebSocket clients, the close code to send
+    after accepting the upgrade. A party's own gate response has no code: it is sent as is.
+    """
+
+    def __init__(self, response: Response, code: int | None = None, message: str = "") -> None:
+        super().__init__(message)
+        self.response, self.code = response, code
+
+
+def _refuse(status: int, code: int, message: str) -> Refused:
+    return Refused(Response.json({"error": message}, status), code, message)
+
+
+class _SocketTransport:
+    """Writes pre-framed messages straight to the socket's stream (see protocol/frames.py)."""
+
+    __slots__ = ("_handler",)
+
+    def __init__(self, handler: RoomHandler) -> None:
+        self._handler = handler
+
+    def write(self, batch: list[Outgoing]) -> Any:
+        data = batch[0].frame if len(batch) == 1 else b"".join([m.frame for m in batch])
+        return self._handler.ws_connection.stream.write(data)
+
+    def close(self, code: int, reason: str) -> None:
+        self._handler.close(code, reason)
+
+
+class RoomHandler(WebSocketHandler, JupyterHandler):
+    """`{base}parties/{party}/{room}[/{rest}]` and `{base}party/{room}[/{rest}]`."""
+
+    auth_resource = "party"
+
+    def initialize(self) -> None:
+        self.host: Host = self.settings[HOST_SETTING]
+        self._refusal: Refused | None = None
+        self._room: Room | None = None
+        self._connection: Connection | None = None
+        self._opened = asyncio.Event()
+
+    # -- HTTP -------------------------------------------------------------------------------
+
+    @allow_unauthenticated
+    async def get(self, *args: Any) -> None:
+        if self.request.headers.get("Upgrade", "").lower() == "websocket":
+            await self._upgrade()
+        else:
+            await self._http()
+
+    @allow_unauthenticated
+    async def post(self, *args: Any) -> None:
+        await self._http()
+
+    put = patch = delete = options = post
+
+    async def _http(self) -> None:
+        try:
+            where, request = await self._admit("request")
+        except Refused as refused:
+            self._respond(refused.response)
+            return
+        try:
+            response = await self.host.request(where.party, where.room, request)
+        except Overloaded as error:
+            response = Response.json({"error": str(error)}, 503)
+        self._respond(response)
+
+    def _respond(self, response: Response) -> None:
+        self.set_status(response.status)
+        for name, value in (response.headers or {}).items():
+            self.set_header(name, value)
+        self.finish(response.body_bytes())
+
+    # -- WebSocket --------------------------------------------------------------------------
+
+    def check_origin(self, origin: str) -> bool:
+        # Jupyter's rule, not Tornado's: cross-origin is refused for cookie-authenticated
+        # sockets and allowed for token-authenticated ones (the token proves intent).
+        return JupyterHandler.check_origin(self, origin)
+
+    @property
+    def max_message_size(self) -> int:
+        return self.host.limits.max_message_size
+
+    @property
+    def ping_interval(self) -> float:
+        return self.host.limits.ping_interval
+
+    async def _upgrade(self) -> None:
+        try:
+            self._where, self._request = await self._admit("connect")
+        except Refused as refused:
+            if refused.code is None:  # the party's gate answered: send that, do not upgrade
+                self._respond(refused.response)
+                return
+            self._refusal = refused
+        await WebSocketHandler.get(self)
+
+    async def open(self, *args: Any) -> None:
+        try:
+            if self._refusal is not None:
+                self.close(self._refusal.code, str(self._refusal))
+                return
+            await self._join()
+        finally:
+            self._opened.set()
+
+    async def _join(self) -> None:
+        where = self._where
+        try:
+            room = self.host.acquire(where.party, where.room)
+        except Overloaded as error:
+            self.close(OVERLOADED, str(error))
+            return
+        if len(room.get_connections()) >= self.host.limits.max_connections_per_room:
+            self.host.release(room)
+            self.close(OVERLOADED, "room is full")
+            return
+        pk = self._request.query.get("_pk") or uuid.uuid4().hex
+        connection = Connection(
+            pk, self._request.url, _SocketTransport(self), self.host.limits.send_buffer_limit
+        )
+        self._room, self._connection = room, connection
+        try:
+            await room.connect(connection, self._request)
+        except RoomError as error:
+            self._connection = None
+            self.host.release(room)
+            self.close(HANDLER_ERROR, str(error))
+
+    def on_message(self, message: str | bytes) -> Any:
+        if self._connection is not None:
+            return self._room.deliver(self._connection, message)
+        return None
+
+    def on_close(self) -> None:
+        spawn(self._leave())
+
+    async def _leave(self) -> None:
+        await self._opened.wait()  # a client may hang up while on_connect still runs
+        connection, self._connection = self._connection, None
+        if connection is None:
+            return
+        try:
+            await self._room.disconnect(
+                connection, self.close_code or 1005, self.close_reason or ""
+            )
+        finally:
+            self.host.release(self._room)
+
+    # -- shared -----------------------------------------------------------------------------
+
+    async def _admit(self, kind: str) -> tuple[RoomPath, Request]:
+        """Check path, identity and party, then run the party's gate. Raises Refused."""
+        path = self.request.path
+        base = self.base_url
+        try:
+            where = split_room_path(path[len(base) :] if path.startswith(base) else path)
+        except InvalidName as error:
+            raise _refuse(400, BAD_REQUEST, str(error)) from None
+        user = self.current_user
+        if user is None:
+            raise _refuse(401, UNAUTHENTICATED, "authentication required: use a Jupyter token")
+        action = "execute" if kind == "connect" else _ACTIONS.get(self.request.method, "write")
+        if not await maybe_await(self.authorizer.is_authorized(self, user, action, "party")):
+            raise _refuse(403, FORBIDDEN, f"not authorized to {action} on parties")
+        try:
+            server_class = self.host.registry.get(where.party)
+        except UnknownParty as error:
+            raise _refuse(404, UNKNOWN_PARTY, str(error)) from None
+        request = self._party_request(where, user)
+        gate = (
+            server_class.on_before_connect if kind == "connect" else server_class.on_before_request
+        )
+        lobby = Lobby(where.room, where.party, self.host.env, self.host.parties)
+        try:
+            verdict = await maybe_await(gate(request, lobby))
+        except Exception as error:  # PartyKit: a gate that throws refuses with 401
+            raise _refuse(401, UNAUTHENTICATED, str(error) or type(error).__name__) from error
+        if isinstance(verdict, Response):
+            raise Refused(verdict)
+        return where, verdict if isinstance(verdict, Request) else request
+
+    def _party_request(self, where: RoomPath, user: Any) -> Request:
+        r = self.request
+        return Request(
+            method=r.method,
+            url=r.full_url(),
+            path=where.rest,
+            query={k: v[-1].decode("utf-8", "replace") for k, v in r.query_arguments.items()},
+            headers=r.headers,
+            body=r.body,
+            user=user,
+        )
+
+
+_ACTIONS = {"GET": "read", "HEAD": "read", "OPTIONS": "read"}
