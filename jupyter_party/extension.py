@@ -68,8 +68,9 @@ class PartyApp(ExtensionApp):
             send_buffer_limit=self.send_buffer_limit,
             ping_interval=self.ping_interval,
         )
-        Path(self.parties_dir).mkdir(parents=True, exist_ok=True)
-        self.host = Host(Registry(self.parties_dir), self.storage_url, limits)
+        parties_dir = Path(self.parties_dir).expanduser()
+        parties_dir.mkdir(parents=True, exist_ok=True)
+        self.host = Host(Registry(parties_dir), self.storage_url, limits)
         self.settings[HOST_SETTING] = self.host
         self.log.info(
             "jupyter_party: parties %s from %s, storage %s",

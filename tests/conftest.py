@@ -1,0 +1,130 @@
+"""Fixtures: a real Jupyter server with jupyter_party, and real WebSocket/HTTP clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
+from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+PARTIES = Path(__file__).parent / "parties"
+TIMEOUT = 10.0
+
+
+@pytest.fixture
+def party_config() -> dict[str, Any]:
+    """PartyApp traits for the test server; tests override entries before the server starts."""
+    return {"parties_dir": str(PARTIES)}
+
+
+@pytest.fixture
+def jp_server_config(tmp_path, party_config):
+    party_config.setdefault("storage_url", f"sqlite:///{tmp_path / 'rooms.db'}")
+    return {"ServerApp": {"jpserver_extensions": {"jupyter_party": True}}, "PartyApp": party_config}
+
+
+@pytest.fixture
+def party_app(jp_serverapp):
+    return jp_serverapp.extension_manager.extension_points["jupyter_party"].app
+
+
+@pytest.fixture
+def host(party_app):
+    return party_app.host
+
+
+class Client:
+    """A WebSocket client whose reads time out instead of hanging a test."""
+
+    def __init__(self, ws: WebSocketClientConnection) -> None:
+        self.ws = ws
+
+    async def recv(self, timeout: float = TIMEOUT) -> str | bytes | None:
+        return await asyncio.wait_for(self.ws.read_message(), timeout)
+
+    async def recv_json(self, timeout: float = TIMEOUT) -> Any:
+        message = await self.recv(timeout)
+        assert isinstance(message, str), f"expected a JSON text message, got {message!r}"
+        return json.loads(message)
+
+    async def send(self, message: str | bytes | Any) -> None:
+        if not isinstance(message, str | bytes):
+            message = json.dumps(message)
+        await self.ws.write_message(message, binary=isinstance(message, bytes))
+
+    async def closed(self, timeout: float = TIMEOUT) -> tuple[int | None, str | None]:
+        """Read until the server closes; return (code, reason)."""
+        while await self.recv(timeout) is not None:
+            pass
+        return self.ws.close_code, self.ws.close_reason
+
+    def close(self, code: int = 1000) -> None:
+        self.ws.close(code)
+
+
+@pytest.fixture
+def url(jp_serverapp, http_server_client, jp_http_port, jp_base_url):
+    """`url(path, scheme)`: an absolute URL under the server's base_url; path is sent raw."""
+
+    def make(path: str, scheme: str = "http") -> str:
+        return f"{scheme}://localhost:{jp_http_port}{jp_base_url}{path.lstrip('/')}"
+
+    return make
+
+
+@pytest.fixture
+def connect(jp_serverapp, url, jp_auth_header):
+    """`await connect(path, headers=..., auth=True)`: open a WebSocket to a raw path."""
+    clients: list[Client] = []
+
+    async def open_(path: str, *, headers: dict[str, str] | None = None, auth: bool = True):
+        headers = dict(headers or {})
+        if auth:
+            headers.update(jp_auth_header)
+        request = HTTPRequest(url(path, "ws"), headers=headers, connect_timeout=TIMEOUT)
+        client = Client(await websocket_connect(request))
+        clients.append(client)
+        return client
+
+    yield open_
+    for client in clients:
+        client.close()
+
+
+@pytest.fixture
+def http(jp_serverapp, url, jp_auth_header):
+    """`await http(path, method=..., body=..., auth=True)`: an HTTP request that never raises."""
+
+    async def fetch(
+        path: str,
+        *,
+        method: str = "GET",
+        body: str | bytes | None = None,
+        headers: dict[str, str] | None = None,
+        auth: bool = True,
+    ) -> HTTPResponse:
+        headers = dict(headers or {})
+        if auth:
+            headers.update(jp_auth_header)
+        if body is None and method in ("POST", "PUT", "PATCH"):
+            body = b""
+        request = HTTPRequest(
+            url(path), method=method, body=body, headers=headers, request_timeout=TIMEOUT
+        )
+        return await AsyncHTTPClient().fetch(request, raise_error=False)
+
+    return fetch
+
+
+async def eventually(predicate, timeout: float = TIMEOUT, message: str = "") -> None:
+    """Wait until `predicate()` is true, checking every few milliseconds, or fail the test."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {message or predicate}")
+        await asyncio.sleep(0.01)

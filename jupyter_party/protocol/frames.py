@@ -26,3 +26,9 @@ def encode_frame(payload: bytes, opcode: int) -> bytes:
     else:
         header = struct.pack("!BBQ", first, 127, n)
     return header + payload
+
+
+def close_reason(reason: str) -> str:
+    """`reason` cut to fit a close frame: control frames carry at most 123 bytes of reason."""
+    data = reason.encode("utf-8")
+    return reason if len(data) <= 123 else data[:123].decode("utf-8", "ignore")

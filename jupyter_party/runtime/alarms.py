@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from .errors import Overloaded
+
 if TYPE_CHECKING:
     from .host import Host
 
@@ -67,6 +69,9 @@ class AlarmClock:
         except KeyError as error:  # the party is gone; its alarm can never run
             log.error("alarm of %s/%s dropped: %s", party, room_id, error)
             await backend.set_alarm((party, room_id), None)
+            return
+        except Overloaded:  # no room for it now (max_rooms): try again later
+            self.schedule(party, room_id, at_ms, min(attempt + 1, RETRIES))
             return
         try:
             await room.alarm()

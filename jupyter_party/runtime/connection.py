@@ -10,6 +10,7 @@ room stall (DESIGN §10).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -96,8 +97,10 @@ class Connection:
         """Close the connection after sending what is already queued."""
         if self.closed:
             return
-        if self._queue and not self._writing:
-            self._flush()
+        if self._queue:  # ahead of the close frame, even if a flush is already scheduled
+            batch, self._queue = self._queue, []
+            with contextlib.suppress(Exception):
+                self._transport.write(batch)
         self._shut(code, reason)
 
     def _enqueue(self, message: Outgoing) -> None:
@@ -139,16 +142,10 @@ class Connection:
 
     def _shut(self, code: int, reason: str) -> None:
         self._mark_closed()
-        self._transport.close(code, _truncate_reason(reason))
+        self._transport.close(code, reason)
 
     def _mark_closed(self) -> None:
         """Stop queueing: the socket is closing or closed. Drops what was not written."""
         self.closed = True
         self._queue = []
         self._pending = 0
-
-
-def _truncate_reason(reason: str) -> str:
-    """Close reasons must fit a control frame: at most 123 UTF-8 bytes."""
-    data = reason.encode("utf-8")
-    return reason if len(data) <= 123 else data[:123].decode("utf-8", "ignore")

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .alarms import AlarmClock
+from .errors import Overloaded
 from .http import Request, Response
 from .registry import Registry
 from .room import Room
@@ -21,10 +22,6 @@ from .stubs import Parties
 log = logging.getLogger("jupyter_party")
 
 GOING_AWAY = 1001
-
-
-class Overloaded(Exception):
-    """A server-wide limit was reached (close 1013 / HTTP 503)."""
 
 
 @dataclass

@@ -16,17 +16,11 @@ from pathlib import Path
 from types import ModuleType
 
 from ..protocol.names import check_party_name
+from .errors import UnknownParty
 from .server import Server
 
 log = logging.getLogger("jupyter_party")
 ENTRY_POINT_GROUP = "jupyter_party.parties"
-
-
-class UnknownParty(KeyError):
-    """No party of that name; str() is a message for humans."""
-
-    def __str__(self) -> str:
-        return self.args[0]
 
 
 class Registry:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from .connection import Connection, Outgoing
+from .errors import RoomError
 from .http import Request, Response, to_response
 from .server import ConnectionContext, Server
 from .storage import Storage
@@ -30,10 +31,6 @@ T = TypeVar("T")
 
 MAX_TAGS = 9
 MAX_TAG_LENGTH = 256
-
-
-class RoomError(Exception):
-    """An event could not be delivered: the room failed to start or a handler raised."""
 
 
 @dataclass
@@ -106,11 +103,13 @@ class Room:
     async def block_concurrency_while(self, work: Callable[[], Awaitable[T]] | Awaitable[T]) -> T:
         """Run `work` (a coroutine function or awaitable) while no other event starts."""
         async with self._block:
+            was_open = self._gate.is_set()  # closed while on_start runs: keep it so
             self._gate.clear()
             try:
                 return await (work() if callable(work) else work)
             finally:
-                self._gate.set()
+                if was_open:
+                    self._gate.set()
 
     # -- events, called by the transports and the host --------------------------------------
 

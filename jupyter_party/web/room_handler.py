@@ -15,12 +15,13 @@ from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import JupyterHandler
 from tornado.websocket import WebSocketHandler
 
+from ..protocol.frames import close_reason
 from ..protocol.names import InvalidName, RoomPath, split_room_path
 from ..runtime.connection import OVERLOADED, Connection, Outgoing
-from ..runtime.host import Host, Overloaded
+from ..runtime.errors import Overloaded, RoomError, UnknownParty
+from ..runtime.host import Host
 from ..runtime.http import Request, Response
-from ..runtime.registry import UnknownParty
-from ..runtime.room import Lobby, Room, RoomError, maybe_await
+from ..runtime.room import Lobby, Room, maybe_await
 from ..runtime.tasks import spawn
 
 HOST_SETTING = "jupyter_party_host"
@@ -107,14 +108,18 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
         self.set_status(response.status)
         for name, value in (response.headers or {}).items():
             self.set_header(name, value)
-        self.finish(response.body_bytes())
+        # Tornado refuses a body with 204 and 304; an empty `finish` is what HTTP wants there.
+        self.finish(response.body_bytes() if response.status not in (204, 304) else None)
 
     # -- WebSocket --------------------------------------------------------------------------
 
-    def check_origin(self, origin: str) -> bool:
+    def check_origin(self, origin: str = "") -> bool:
         # Jupyter's rule, not Tornado's: cross-origin is refused for cookie-authenticated
         # sockets and allowed for token-authenticated ones (the token proves intent).
         return JupyterHandler.check_origin(self, origin)
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        super().close(code, close_reason(reason) if reason else reason)
 
     @property
     def max_message_size(self) -> int:

@@ -1,0 +1,88 @@
+"""Test party driven by JSON commands; it records every hook call in `self.events`."""
+
+import asyncio
+import json
+
+from jupyter_party import Server
+
+
+class Probe(Server):
+    starts = 0
+
+    async def on_start(self):
+        await asyncio.sleep(0.05)  # a slow start: events arriving meanwhile must wait for it
+        Probe.starts += 1
+        self.instance = Probe.starts
+        self.events = ["on_start"]
+
+    def get_connection_tags(self, connection, ctx):
+        return [t for t in ctx.request.query.get("tags", "").split(",") if t]
+
+    async def on_connect(self, connection, ctx):
+        await asyncio.sleep(0.01)  # a slow connect: the client's first message must wait
+        self.events.append(f"on_connect:{connection.id}")
+        connection.send(
+            {
+                "type": "welcome",
+                "id": connection.id,
+                "instance": self.instance,
+                "tags": list(connection.tags),
+                "user": ctx.user.username if ctx.user else None,
+                "header": ctx.request.headers.get("X-Gate"),
+            }
+        )
+
+    async def on_message(self, message, sender):
+        if isinstance(message, bytes):
+            sender.send(message[::-1])
+            return
+        command = json.loads(message)
+        op = command["op"]
+        if op == "echo":
+            if command["n"] % 3 == 0:
+                await asyncio.sleep(0)  # interleave with other work; order must hold
+            sender.send({"type": "echo", "n": command["n"]})
+        elif op == "broadcast":
+            self.room.broadcast(command["message"], without=command.get("without", ()))
+        elif op == "blast":
+            for i in range(command["count"]):
+                self.room.broadcast(f"{i}:" + "x" * command["size"])
+            sender.send({"type": "blasted"})
+        elif op == "connections":
+            ids = [c.id for c in self.room.get_connections(command.get("tag"))]
+            sender.send({"type": "connections", "ids": ids})
+        elif op == "get_connection":
+            found = self.room.get_connection(command["id"])
+            if found is not None:
+                found.send({"type": "found", "by": sender.id})
+        elif op == "state":
+            state = sender.set_state(lambda previous: (previous or 0) + command["add"])
+            sender.send({"type": "state", "state": state, "read": sender.state})
+        elif op == "raise":
+            raise RuntimeError(command.get("text", "boom"))
+        elif op == "close":
+            sender.close(command["code"], command["reason"])
+        elif op == "events":
+            sender.send({"type": "events", "events": self.events})
+
+    def on_close(self, connection, code, reason):
+        self.events.append(f"on_close:{connection.id}:{code}")
+        self.room.broadcast({"type": "left", "id": connection.id, "code": code})
+
+    def on_error(self, connection, error):
+        self.events.append(f"on_error:{error}")
+        if connection is not None:
+            connection.send({"type": "error", "error": str(error)})
+
+    def on_request(self, request):
+        self.events.append(f"on_request:{request.method}")
+        return {
+            "instance": self.instance,
+            "room": self.room.id,
+            "events": self.events,
+            "method": request.method,
+            "path": request.path,
+            "query": request.query,
+            "body": request.text(),
+            "user": request.user.username if request.user else None,
+        }

@@ -1,0 +1,322 @@
+"""The room runtime through a real Jupyter server: hooks, ordering, routing, errors, eviction."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+
+from conftest import eventually
+
+
+async def test_hooks_run_in_order(connect):
+    client = await connect("parties/probe/order?_pk=alice")
+    assert (await client.recv_json())["type"] == "welcome"
+    await client.send({"op": "echo", "n": 1})
+    assert await client.recv_json() == {"type": "echo", "n": 1}
+    client.close()
+    observer = await connect("parties/probe/order?_pk=bob")
+    await observer.recv_json()
+    await observer.send({"op": "events"})
+    events = (await observer.recv_json())["events"]
+    assert events == ["on_start", "on_connect:alice", "on_close:alice:1000", "on_connect:bob"]
+
+
+async def test_on_start_gates_fifty_concurrent_connects(connect):
+    clients = await asyncio.gather(*(connect(f"parties/probe/crowd?_pk=c{i}") for i in range(50)))
+    welcomes = [await c.recv_json() for c in clients]
+    assert {w["instance"] for w in welcomes} == {1}  # one instance, started once, before all
+    await clients[0].send({"op": "events"})
+    message = await clients[0].recv_json()
+    while message["type"] != "events":
+        message = await clients[0].recv_json()
+    assert message["events"][0] == "on_start"
+    assert message["events"].count("on_start") == 1
+    assert len([e for e in message["events"] if e.startswith("on_connect")]) == 50
+
+
+async def test_first_message_waits_for_on_connect(connect):
+    client = await connect("parties/probe/eager")
+    await client.send({"op": "echo", "n": 0})  # sent before on_connect has finished
+    assert (await client.recv_json())["type"] == "welcome"
+    assert await client.recv_json() == {"type": "echo", "n": 0}
+
+
+async def test_messages_of_a_connection_are_handled_in_order(connect):
+    client = await connect("parties/probe/order2")
+    await client.recv_json()
+    for n in range(200):
+        await client.send({"op": "echo", "n": n})
+    received = [(await client.recv_json())["n"] for _ in range(200)]
+    assert received == list(range(200))
+
+
+async def test_text_arrives_as_str_and_binary_as_bytes(connect):
+    client = await connect("parties/probe/types")
+    await client.recv_json()
+    await client.send(b"\x01\x02\x03")
+    assert await client.recv() == b"\x03\x02\x01"
+    await client.send({"op": "broadcast", "message": {"a": [1, 2]}})
+    assert await client.recv() == '{"a":[1,2]}'  # dict -> JSON text
+
+
+async def test_reconnect_with_same_pk_keeps_the_new_socket(connect, host):
+    old = await connect("parties/probe/pk?_pk=same")
+    await old.recv_json()
+    new = await connect("parties/probe/pk?_pk=same")
+    await new.recv_json()
+    old.close()
+    assert (await new.recv_json()) == {"type": "left", "id": "same", "code": 1000}
+    await new.send({"op": "connections"})
+    assert await new.recv_json() == {"type": "connections", "ids": ["same"]}
+    await new.send({"op": "broadcast", "message": "still here"})
+    assert await new.recv() == "still here"
+    room = host.rooms["probe", "pk"]
+    assert len(room.get_connections()) == 1
+
+
+async def test_broadcast_without(connect):
+    a, b, c = [await connect(f"parties/probe/bcast?_pk={n}") for n in "abc"]
+    for client in (a, b, c):
+        await client.recv_json()
+    await a.send({"op": "broadcast", "message": "to b only", "without": ["a", "c"]})
+    await a.send({"op": "broadcast", "message": "to all"})
+    assert await b.recv() == "to b only"
+    assert await b.recv() == "to all"
+    assert await a.recv() == "to all"
+    assert await c.recv() == "to all"
+
+
+async def test_tags_select_connections(connect):
+    a = await connect("parties/probe/tags?_pk=a&tags=red,big")
+    b = await connect("parties/probe/tags?_pk=b&tags=red")
+    c = await connect("parties/probe/tags?_pk=c")
+    assert (await a.recv_json())["tags"] == ["red", "big"]
+    await b.recv_json()
+    await c.recv_json()
+    for tag, expected in (
+        ("red", ["a", "b"]),
+        ("big", ["a"]),
+        ("none", []),
+        (None, ["a", "b", "c"]),
+    ):
+        await c.send({"op": "connections", "tag": tag})
+        assert (await c.recv_json())["ids"] == expected
+
+
+async def test_connection_state(connect):
+    client = await connect("parties/probe/state")
+    await client.recv_json()
+    await client.send({"op": "state", "add": 2})
+    assert await client.recv_json() == {"type": "state", "state": 2, "read": 2}
+    await client.send({"op": "state", "add": 3})
+    assert await client.recv_json() == {"type": "state", "state": 5, "read": 5}
+
+
+async def test_get_connection_reaches_a_peer(connect):
+    a = await connect("parties/probe/peer?_pk=a")
+    b = await connect("parties/probe/peer?_pk=b")
+    await a.recv_json()
+    await b.recv_json()
+    await a.send({"op": "get_connection", "id": "b"})
+    assert await b.recv_json() == {"type": "found", "by": "a"}
+
+
+async def test_server_close_reaches_client(connect):
+    client = await connect("parties/probe/closing")
+    await client.recv_json()
+    await client.send({"op": "close", "code": 4000, "reason": "bye"})
+    assert await client.closed() == (4000, "bye")
+
+
+@pytest.mark.parametrize(
+    ("shape", "status", "content_type", "body"),
+    [
+        ("text", 200, "text/plain; charset=utf-8", b"plain text"),
+        ("bytes", 200, "application/octet-stream", b"\x00\x01binary"),
+        ("json", 200, "application/json", b'{"list":[1,2,3],"path":"/json"}'),
+        ("none", 204, None, b""),
+        ("response", 201, None, b"created"),
+        ("deep/sub/path", 200, None, b"/deep/sub/path"),
+    ],
+)
+async def test_http_return_types_and_sub_paths(http, shape, status, content_type, body):
+    response = await http(f"parties/shapes/r/{shape}")
+    assert response.code == status
+    assert response.body == body
+    if content_type:
+        assert response.headers["Content-Type"] == content_type
+    if shape == "response":
+        assert response.headers["X-Custom"] == "yes"
+
+
+async def test_http_request_fields(http, jp_serverapp):
+    response = await http("parties/probe/req/a/b?x=1&y=two", method="POST", body="payload")
+    data = json.loads(response.body)
+    assert data["method"] == "POST"
+    assert data["path"] == "/a/b"
+    assert data["query"] == {"x": "1", "y": "two"}
+    assert data["body"] == "payload"
+    assert data["room"] == "req"
+    assert data["user"]  # the Jupyter identity
+
+
+async def test_http_handler_error_is_500_without_details(http):
+    response = await http("parties/shapes/r/raise")
+    assert response.code == 500
+    assert b"secret detail" not in response.body
+
+
+async def test_legacy_party_path_is_main(http, tmp_path):
+    response = await http("party/some-room")
+    assert response.code == 404  # no party `main` in the test parties
+    assert b"Party 'main' not found" in response.body
+
+
+async def test_before_connect_rejects_with_its_response(connect):
+    from tornado.httpclient import HTTPClientError
+
+    with pytest.raises(HTTPClientError) as refused:
+        await connect("parties/gated/r1?deny=1")
+    assert refused.value.code == 403
+
+
+async def test_before_connect_rewrites_the_request(connect):
+    client = await connect("parties/gated/r1?as=ann")
+    assert await client.recv_json() == {"header": "ann"}
+
+
+async def test_before_connect_that_raises_refuses_with_4401(connect):
+    client = await connect("parties/gated/r1?explode=1")
+    assert await client.closed() == (4401, "gate says no")
+
+
+async def test_before_request_gates_http(http):
+    denied = await http("parties/gated/r2?deny=1")
+    assert (denied.code, denied.body) == (403, b"denied by the gate of room r2")
+    rewritten = await http("parties/gated/r2?as=bob")
+    assert json.loads(rewritten.body) == {"header": "bob"}
+    assert json.loads((await http("parties/gated/r2")).body) == {"header": None}
+
+
+async def test_cross_party_fetch_and_socket(http):
+    response = await http("parties/caller/c1?room=shared")
+    assert json.loads(response.body) == {"status": 200, "body": '{"count":1}'}
+    response = await http("parties/caller/c1/socket?room=shared")
+    assert json.loads(response.body) == {"first": "1", "second": "2"}
+    assert json.loads((await http("parties/counter/shared")).body) == {"count": 2}
+
+
+async def test_unknown_party(connect, http):
+    client = await connect("parties/nosuchparty/r")
+    code, reason = await client.closed()
+    assert code == 4404
+    assert "nosuchparty" in reason
+    response = await http("parties/nosuchparty/r")
+    assert response.code == 404
+    assert json.loads(response.body) == {"error": "Party 'nosuchparty' not found"}
+
+
+@pytest.mark.parametrize(
+    "room",
+    ["", "x" * 257, "%01ctl", "..", "%2e%2e", "%2E.", "bad%ff"],
+    ids=["empty", "too-long", "control", "dotdot", "encoded-dotdot", "mixed-dotdot", "not-utf8"],
+)
+async def test_invalid_room_ids_are_refused(connect, http, host, room):
+    response = await http(f"parties/probe/{room}")
+    assert response.code in (400, 404)
+    client = await connect(f"parties/probe/{room}")
+    assert (await client.closed())[0] == 4400
+    assert host.rooms == {}
+
+
+async def test_room_ids_are_raw_and_limited_to_256_bytes(http):
+    response = await http("parties/probe/" + "x" * 256)
+    assert response.code == 200
+    assert json.loads(response.body)["room"] == "x" * 256
+    response = await http("parties/probe/caf%C3%A9")  # ids are not decoded, as in PartyKit
+    assert json.loads(response.body)["room"] == "caf%C3%A9"
+
+
+async def test_authentication_is_required(connect, http):
+    client = await connect("parties/probe/auth", auth=False)
+    assert await client.closed() == (4401, "authentication required: use a Jupyter token")
+    response = await http("parties/probe/auth", auth=False)
+    assert response.code == 401
+    admin = await http("party-api/rooms", auth=False)
+    assert admin.code == 403
+
+
+async def test_message_handler_error_keeps_the_connection(connect, host):
+    client = await connect("parties/faulty/f1")
+    assert await client.recv() == "hello"
+    await client.send("boom")
+    await client.send("after")
+    assert await client.recv() == "ok:after"
+    probe = await connect("parties/probe/error")
+    await probe.recv_json()
+    await probe.send({"op": "raise", "text": "kaput"})
+    assert await probe.recv_json() == {"type": "error", "error": "kaput"}
+    await probe.send({"op": "echo", "n": 7})
+    assert await probe.recv_json() == {"type": "echo", "n": 7}
+
+
+async def test_connect_error_closes_with_1011(connect):
+    client = await connect("parties/faulty/f2?fail=1")
+    assert await client.closed() == (1011, "ValueError: connect refused by the party")
+
+
+async def test_failed_start_affects_only_that_room(connect, http, host):
+    client = await connect("parties/faulty/broken-1")
+    code, reason = await client.closed()
+    assert code == 1011
+    assert "cannot start this room" in reason
+    assert ("faulty", "broken-1") not in host.rooms  # the next event will try again
+    healthy = await connect("parties/faulty/fine")
+    assert await healthy.recv() == "hello"
+    assert (await http("parties/faulty/broken-2")).code == 500
+
+
+async def test_idle_room_is_evicted_and_recreated_with_storage(connect, host):
+    host.limits.room_idle_timeout = 0.1
+    client = await connect("parties/chat/idle?_pk=ann")
+    assert await client.recv_json() == {"type": "history", "messages": []}
+    await client.send("remember me")
+    assert (await client.recv_json())["text"] == "remember me"
+    first = host.rooms["chat", "idle"]
+    client.close()
+    await eventually(lambda: ("chat", "idle") not in host.rooms, message="eviction")
+    again = await connect("parties/chat/idle")
+    history = await again.recv_json()
+    assert [m["text"] for m in history["messages"]] == ["remember me"]
+    assert host.rooms["chat", "idle"] is not first
+
+
+async def test_busy_room_is_not_evicted(connect, host):
+    host.limits.room_idle_timeout = 0.05
+    client = await connect("parties/probe/busy")
+    await client.recv_json()
+    room = host.rooms["probe", "busy"]
+    for n in range(20):  # keep talking for several idle timeouts
+        await client.send({"op": "echo", "n": n})
+        await client.recv_json()
+        await asyncio.sleep(0.01)
+    assert host.rooms["probe", "busy"] is room
+
+
+async def test_admin_api_lists_parties_and_rooms(jp_fetch, connect):
+    client = await connect("parties/probe/listed")
+    await client.recv_json()
+    parties = json.loads((await jp_fetch("party-api", "parties")).body)["parties"]
+    names = {p["name"] for p in parties}
+    assert {"chat", "counter", "probe", "gated"} <= names
+    rooms = json.loads((await jp_fetch("party-api", "rooms")).body)["rooms"]
+    assert {"party": "probe", "room": "listed", "connections": 1} in rooms
+
+
+async def test_server_stop_closes_connections(connect, party_app):
+    client = await connect("parties/probe/stopping")
+    await client.recv_json()
+    await party_app.stop_extension()
+    assert await client.closed() == (1001, "server shutting down")
