@@ -320,3 +320,40 @@ async def test_server_stop_closes_connections(connect, party_app):
     await client.recv_json()
     await party_app.stop_extension()
     assert await client.closed() == (1001, "server shutting down")
+
+
+async def test_cookie_authenticated_cross_origin_websocket_is_refused(http, connect, jp_http_port):
+    from tornado.httpclient import HTTPClientError
+
+    login = await http("party-api/rooms")  # a token request sets Jupyter's login cookie
+    cookie = "; ".join(c.split(";", 1)[0] for c in login.headers.get_list("Set-Cookie"))
+    assert "username-" in cookie
+    with pytest.raises(HTTPClientError) as refused:
+        await connect(
+            "parties/probe/origin",
+            auth=False,
+            headers={"Cookie": cookie, "Origin": "http://evil.test"},
+        )
+    assert refused.value.code == 403
+    same_origin = {"Cookie": cookie, "Origin": f"http://localhost:{jp_http_port}"}
+    client = await connect("parties/probe/origin", auth=False, headers=same_origin)
+    welcome = await client.recv_json()
+    assert welcome["user"]  # the cookie's Jupyter identity reaches ctx.user
+
+
+async def test_oversized_message_is_closed_with_1009(connect, host):
+    host.limits.max_message_size = 64 * 1024
+    client = await connect("parties/probe/big")
+    await client.recv_json()
+    await client.send(b"x" * (64 * 1024 + 1))
+    assert (await client.closed())[0] == 1009
+
+
+async def test_handler_errors_are_logged_with_party_and_room(connect, caplog):
+    client = await connect("parties/faulty/logged")
+    assert await client.recv() == "hello"
+    await client.send("boom")
+    await client.send("next")
+    assert await client.recv() == "ok:next"
+    messages = [r.getMessage() for r in caplog.records if r.name == "jupyter_party"]
+    assert "party 'faulty' room 'logged': on_message raised" in messages

@@ -7,6 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -360,12 +361,23 @@ async def test_sqlite_group_commit(sqlite_url):
 
 async def test_sqlite_ops_issued_during_a_batch_form_the_next_batch(sqlite_url):
     async with opened(sqlite_url) as backend:
-        first = asyncio.ensure_future(backend.put(SCOPE, {"first": 1}))
-        await asyncio.sleep(0.01)  # give the first batch time to start running
+        running, release = threading.Event(), threading.Event()
+
+        def hold(conn):  # occupies the worker thread until the test releases it
+            running.set()
+            release.wait(10)
+
         before = backend.commits
-        await asyncio.gather(first, *(backend.put(SCOPE, {f"k{i}": i}) for i in range(50)))
-        assert backend.commits - before <= 2
-        assert len(await backend.list(SCOPE)) == 51
+        first = backend._submit(hold)
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, running.wait, 10)
+        later = [asyncio.ensure_future(backend.put(SCOPE, {f"k{i}": i})) for i in range(50)]
+        await asyncio.sleep(0)  # one loop turn: every put is now queued behind the held batch
+        assert not any(task.done() for task in later)
+        release.set()
+        await asyncio.gather(first, *later)
+        assert backend.commits - before == 2  # the held batch, then all 50 puts together
+        assert len(await backend.list(SCOPE)) == 50
 
 
 async def test_sqlite_failed_batch_fails_all_its_operations(sqlite_url):
