@@ -18,6 +18,7 @@ from .registry import Registry
 from .room import Room
 from .storage import Backend, open_backend
 from .stubs import Parties
+from .tasks import spawn
 
 log = logging.getLogger("jupyter_party")
 
@@ -112,18 +113,19 @@ class Host:
         ]
 
     async def close(self) -> None:
-        """Close every connection, stop alarms, and flush storage (server shutdown)."""
+        """Close every connection, stop alarms, let rooms finish, flush storage (shutdown)."""
         self.alarms.stop()
-        for room in list(self.rooms.values()):
-            room.close_connections(GOING_AWAY, "server shutting down")
+        rooms = list(self.rooms.values())
         for timer in self._idle.values():
             timer.cancel()
         self._idle.clear()
         self.rooms.clear()
+        await asyncio.gather(*(room.stop(GOING_AWAY, "server shutting down") for room in rooms))
         await self.backend.close()
 
     def _evict(self, room: Room) -> None:
         self._idle.pop(room, None)
         if room.leases == 0:
             self.discard(room)
+            spawn(room.stop())
             log.debug("evicted idle room %s/%s", room.party, room.id)

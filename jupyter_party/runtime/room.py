@@ -66,6 +66,7 @@ class Room:
         self._gate = asyncio.Event()  # set while events may start
         self._block = asyncio.Lock()
         self._failure: BaseException | None = None
+        self._closing: set[asyncio.Task[None]] = set()
         self.leases = 0  # events and connections in progress; an idle room has none
         self.started = asyncio.ensure_future(self._start())
 
@@ -123,10 +124,10 @@ class Room:
             connection.tags = _check_tags(
                 await maybe_await(server.get_connection_tags(connection, ctx))
             )
-            await maybe_await(server.on_connect(connection, ctx))
+            await maybe_await(server.handle_connect(connection, ctx))
         except Exception as error:
             self._connections.pop(connection, None)
-            await self._report("on_connect", connection, error)
+            await self.report_error("on_connect", connection, error)
             raise RoomError(f"{type(error).__name__}: {error}") from error
 
     def deliver(self, connection: Connection, message: str | bytes) -> Awaitable[None] | None:
@@ -134,12 +135,14 @@ class Room:
 
         This is the hot path: a synchronous handler in an open room costs one call.
         """
+        if connection.closed:  # the server closed it: frames still in flight are dropped
+            return None
         if not self._gate.is_set():
             return self._deliver_later(connection, message)
         try:
-            result = self.server.on_message(message, connection)
+            result = self.server.handle_message(message, connection)
         except Exception as error:
-            return self._report("on_message", connection, error)
+            return self.report_error("on_message", connection, error)
         if result is not None and inspect.isawaitable(result):
             return self._settle("on_message", connection, result)
         return None
@@ -150,10 +153,16 @@ class Room:
         if connection not in self._connections:
             return
         del self._connections[connection]
+        task = asyncio.ensure_future(self._close_hook(connection, code, reason))
+        self._closing.add(task)  # `stop` waits for these: they may still use storage
+        task.add_done_callback(self._closing.discard)
+        await task
+
+    async def _close_hook(self, connection: Connection, code: int, reason: str) -> None:
         try:
-            await maybe_await(self.server.on_close(connection, code, reason))
+            await maybe_await(self.server.handle_close(connection, code, reason))
         except Exception as error:
-            await self._report("on_close", connection, error)
+            await self.report_error("on_close", connection, error)
 
     async def request(self, request: Request) -> Response:
         """Answer an HTTP request with `on_request`; a handler error becomes a bare 500."""
@@ -161,7 +170,7 @@ class Room:
         try:
             return to_response(await maybe_await(self.server.on_request(request)))
         except Exception as error:
-            await self._report("on_request", None, error)
+            await self.report_error("on_request", None, error)
             return Response("Internal Server Error: the party's handler failed", 500)
 
     async def alarm(self) -> None:
@@ -170,23 +179,31 @@ class Room:
         try:
             await maybe_await(self.server.on_alarm())
         except Exception as error:
-            await self._report("on_alarm", None, error)
+            await self.report_error("on_alarm", None, error)
             raise
 
-    def close_connections(self, code: int, reason: str) -> None:
-        """Close every connection (server shutdown, redeploy)."""
+    async def stop(self, code: int = 1001, reason: str = "room stopped") -> None:
+        """Close every connection (running `on_close` now, not when the socket is gone), then
+        let the party finish pending work: the instance is going away."""
         for connection in list(self._connections):
             connection.close(code, reason)
+            await self.disconnect(connection, code, reason)
+        await asyncio.gather(*self._closing)
+        if self.server is not None and self._failure is None:
+            try:
+                await maybe_await(self.server.handle_stop())
+            except Exception as error:
+                await self.report_error("handle_stop", None, error)
 
     # -- internals --------------------------------------------------------------------------
 
     async def _start(self) -> None:
         try:
             self.server = self._server_class(self)
-            await maybe_await(self.server.on_start())
+            await maybe_await(self.server.handle_start())
         except Exception as error:
             self._failure = error
-            await self._report("on_start", None, error)
+            await self.report_error("on_start", None, error)
             self._host.discard(self)
         finally:
             self._gate.set()
@@ -208,9 +225,11 @@ class Room:
         try:
             await maybe_await(result)
         except Exception as error:
-            await self._report(hook, connection, error)
+            await self.report_error(hook, connection, error)
 
-    async def _report(self, hook: str, connection: Connection | None, error: BaseException) -> None:
+    async def report_error(
+        self, hook: str, connection: Connection | None, error: BaseException
+    ) -> None:
         """Log a handler error with its party and room, then pass it to `on_error`."""
         log.error("party %r room %r: %s raised", self.party, self.id, hook, exc_info=error)
         if self.server is None or hook == "on_error":

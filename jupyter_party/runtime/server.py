@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .http import Request, Response
 
@@ -37,6 +37,10 @@ class Server:
 
     Subclasses override hooks; `self.room` is the `Room` this instance serves.
     """
+
+    #: Largest inbound WebSocket message for this party, in bytes (close 1009 past it);
+    #: None means the server's `max_message_size`.
+    max_message_size: ClassVar[int | None] = None
 
     def __init__(self, room: Room) -> None:
         self.room = room
@@ -71,6 +75,25 @@ class Server:
     def get_connection_tags(self, connection: Connection, ctx: ConnectionContext) -> Any:
         """Return the tags of a new connection, for `room.get_connections(tag)`."""
         return ()
+
+    # -- the protocol layer --------------------------------------------------------------------
+    # The room calls these; they call the hooks above. A class that speaks a protocol on top of
+    # rooms (YServer) overrides them, handles its own frames, and passes the rest on.
+
+    def handle_start(self) -> Awaitable[None] | None:
+        return self.on_start()
+
+    def handle_connect(self, connection: Connection, ctx: ConnectionContext) -> Any:
+        return self.on_connect(connection, ctx)
+
+    def handle_message(self, message: str | bytes, sender: Connection) -> Any:
+        return self.on_message(message, sender)
+
+    def handle_close(self, connection: Connection, code: int, reason: str) -> Any:
+        return self.on_close(connection, code, reason)
+
+    def handle_stop(self) -> Awaitable[None] | None:
+        """The room is going away (idle eviction or server shutdown): finish pending work."""
 
     @staticmethod
     def on_before_connect(request: Request, lobby: Lobby) -> Any:

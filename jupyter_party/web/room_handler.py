@@ -22,6 +22,7 @@ from ..runtime.errors import Overloaded, RoomError, UnknownParty
 from ..runtime.host import Host
 from ..runtime.http import Request, Response
 from ..runtime.room import Lobby, Room, maybe_await
+from ..runtime.server import Server
 from ..runtime.tasks import spawn
 
 HOST_SETTING = "jupyter_party_host"
@@ -75,6 +76,7 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
         self._refusal: Refused | None = None
         self._room: Room | None = None
         self._connection: Connection | None = None
+        self._server_class: type[Server] = Server
         self._opened = asyncio.Event()
 
     # -- HTTP -------------------------------------------------------------------------------
@@ -123,7 +125,7 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
 
     @property
     def max_message_size(self) -> int:
-        return self.host.limits.max_message_size
+        return self._server_class.max_message_size or self.host.limits.max_message_size
 
     @property
     def ping_interval(self) -> float:
@@ -208,7 +210,7 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
         if not await maybe_await(self.authorizer.is_authorized(self, user, action, "party")):
             raise _refuse(403, FORBIDDEN, f"not authorized to {action} on parties")
         try:
-            server_class = self.host.registry.get(where.party)
+            self._server_class = server_class = self.host.registry.get(where.party)
         except UnknownParty as error:
             raise _refuse(404, UNKNOWN_PARTY, str(error)) from None
         request = self._party_request(where, user)

@@ -1,0 +1,338 @@
+"""`YServer`: a party whose state is a shared `pycrdt.Doc`, synced with Yjs clients (DESIGN §8).
+
+It speaks the y-websocket / y-partykit wire protocol (protocol/ysync.py) over the room runtime,
+so it inherits ordering, bounded send queues and error isolation. Every document change, made
+by a client or by party code, is broadcast once to every connection and, with persistence on,
+appended to the room's storage before anything else happens to it.
+
+Storage layout (keys of `room.storage`; values are split into parts of at most
+MAX_VALUE_BYTES, so a document or an update of any size can be stored):
+  `y:snapshot.<part>`     the document compacted into one update
+  `y:u:<seq>.<part>`      updates since the snapshot, in order (numbers zero-padded)
+  `y:epoch`               the document's incarnation; a new one means clients must reload
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from typing import Any, ClassVar, Literal
+
+from pycrdt import Doc
+
+from ..protocol.ysync import (
+    BATCH_PREFIX,
+    CUSTOM_PREFIX,
+    STEP1,
+    STEP2,
+    UPDATE,
+    AwarenessEntry,
+    AwarenessMessage,
+    BatchAssembler,
+    FrameError,
+    QueryAwareness,
+    SyncMessage,
+    awareness_frame,
+    decode_awareness,
+    encode_awareness,
+    parse_frame,
+    sync_frame,
+)
+from .connection import Connection
+from .room import maybe_await
+from .server import ConnectionContext, Server
+from .storage import MAX_VALUE_BYTES
+from .tasks import spawn
+
+log = logging.getLogger("jupyter_party")
+
+INVALID_DATA = 1007
+EPOCH_CHANGED = 4409
+_EMPTY_UPDATE = b"\x00\x00"
+_SNAPSHOT, _LOG, _EPOCH = "y:snapshot.", "y:u:", "y:epoch"
+_SEQ_DIGITS = 12
+
+
+class YServer(Server):
+    """A party whose state is `self.document`, a `pycrdt.Doc` shared with every client.
+
+    Subclasses that override `on_start`, `on_connect`, `on_message` or `on_close` need not
+    call super(): the protocol work happens around those hooks, not in them.
+    """
+
+    #: "snapshot" (compact on last disconnect), "history" (keep the update log up to the
+    #: limits below, then compact), or None (the document lives only in memory).
+    persistence: ClassVar[Literal["snapshot", "history"] | None] = None
+    history_max_updates: ClassVar[int] = 10_000
+    history_max_bytes: ClassVar[int] = 10_000_000
+    #: `on_save` runs this long after the last change, and at least this often while busy.
+    debounce_wait: ClassVar[float] = 2.0
+    debounce_max_wait: ClassVar[float] = 10.0
+    #: Largest inbound frame (also the largest y-pk-batch reassembled message), in bytes.
+    max_message_size: ClassVar[int] = 16 << 20
+    #: Largest awareness state of one client, in bytes of JSON.
+    max_awareness_state: ClassVar[int] = 16 << 10
+
+    def __init__(self, room: Any) -> None:
+        super().__init__(room)
+        self.document = Doc()
+        self.epoch = ""
+        self._awareness: dict[int, AwarenessEntry] = {}
+        self._owners: dict[int, Connection] = {}
+        self._batches: dict[Connection, BatchAssembler] = {}
+        self._unlogged: list[bytes] = []
+        self._logged: list[str] = []  # keys of the persisted update log
+        self._logged_bytes = 0
+        self._logged_updates = 0
+        self._snapshot: list[str] = []  # keys of the persisted snapshot's parts
+        self._seq = 0
+        self._persisting: asyncio.Task[None] | None = None
+        self._save_timer: asyncio.TimerHandle | None = None
+        self._save_deadline: float | None = None
+
+    # -- hooks for subclasses ---------------------------------------------------------------
+
+    def on_load(self) -> Any:
+        """Called once per instance, after persisted state (if any) was applied.
+
+        Apply state kept elsewhere here (updates, not freshly authored content: authored
+        content would be added again at every load).
+        """
+
+    def on_save(self) -> Any:
+        """Called (debounced) after changes, on last disconnect and when the room stops."""
+
+    def is_read_only(self, connection: Connection) -> bool:
+        """Return True to ignore this connection's edits (its awareness still works)."""
+        return False
+
+    def on_custom_message(self, connection: Connection, message: str) -> Any:
+        """A `__YPS:` custom message arrived (y-partyserver's `provider.sendMessage`)."""
+
+    def send_custom_message(self, connection: Connection, message: str) -> None:
+        """Send a custom message to one connection."""
+        connection.send(CUSTOM_PREFIX + message)
+
+    def broadcast_custom_message(self, message: str, without: list[str] = ()) -> None:
+        """Send a custom message to every connection whose id is not in `without`."""
+        self.room.broadcast(CUSTOM_PREFIX + message, without)
+
+    # -- the protocol layer -----------------------------------------------------------------
+
+    async def handle_start(self) -> None:
+        if self.persistence:
+            await self._load()
+        else:
+            self.epoch = uuid.uuid4().hex
+        self.document.observe(self._changed)
+        await maybe_await(self.on_load())
+        await maybe_await(self.on_start())
+
+    async def handle_connect(self, connection: Connection, ctx: ConnectionContext) -> None:
+        if "epoch" in ctx.request.query:  # our Python provider: it can reload on a new epoch
+            if ctx.request.query["epoch"] not in ("", self.epoch):
+                connection.close(EPOCH_CHANGED, "the document was recreated: reload it")
+                return
+            self.send_custom_message(connection, json.dumps({"epoch": self.epoch}))
+        connection.send(sync_frame(STEP1, self.document.get_state()))
+        if self._awareness:
+            connection.send(awareness_frame(encode_awareness(list(self._awareness.values()))))
+        await maybe_await(self.on_connect(connection, ctx))
+
+    def handle_message(self, message: str | bytes, sender: Connection) -> Any:
+        try:
+            if isinstance(message, bytes):
+                batch = self._batches.get(sender)
+                if batch is not None and batch.active:
+                    batch.feed_binary(message)
+                else:
+                    self._receive(message, sender)
+            elif message.startswith(BATCH_PREFIX):
+                batch = self._batches.setdefault(sender, BatchAssembler(self.max_message_size))
+                whole = batch.feed_text(message)
+                if whole is not None:
+                    self._receive(whole, sender)
+            elif message.startswith(CUSTOM_PREFIX):
+                return self.on_custom_message(sender, message[len(CUSTOM_PREFIX) :])
+            else:
+                return self.on_message(message, sender)
+        except Exception as error:  # malformed input: only the sender pays for it
+            self._refuse(sender, error)
+        except BaseException as error:  # pycrdt's PanicException is not an Exception
+            if type(error).__name__ != "PanicException":
+                raise
+            self._refuse(sender, error)
+        return None
+
+    async def handle_close(self, connection: Connection, code: int, reason: str) -> None:
+        self._batches.pop(connection, None)
+        gone = [e for c, e in self._awareness.items() if self._owners.get(c) is connection]
+        if gone:
+            for entry in gone:
+                del self._awareness[entry.client], self._owners[entry.client]
+            removal = [AwarenessEntry(e.client, e.clock + 1, "null") for e in gone]
+            self.room.broadcast(awareness_frame(encode_awareness(removal)))
+        await maybe_await(self.on_close(connection, code, reason))
+        if not self.room.get_connections():
+            await self._settle()
+
+    async def handle_stop(self) -> None:
+        await self._settle()
+
+    # -- inbound frames ---------------------------------------------------------------------
+
+    def _receive(self, frame: bytes, sender: Connection) -> None:
+        message = parse_frame(frame)
+        if isinstance(message, SyncMessage):
+            if message.step == STEP1:
+                update = self.document.get_update(message.payload)
+                sender.send(sync_frame(STEP2, update))
+            elif message.payload != _EMPTY_UPDATE and not self.is_read_only(sender):
+                self.document.apply_update(message.payload)
+        elif isinstance(message, AwarenessMessage):
+            self._apply_awareness(message.update, frame, sender)
+        elif isinstance(message, QueryAwareness) and self._awareness:
+            sender.send(awareness_frame(encode_awareness(list(self._awareness.values()))))
+
+    def _apply_awareness(self, update: bytes, frame: bytes, sender: Connection) -> None:
+        """Keep and forward the sender's own states (to everyone, the sender included: old
+        YPartyKitProvider clients treat that echo as their keep-alive)."""
+        entries = decode_awareness(update)
+        accepted = []
+        for entry in entries:
+            owner = self._owners.setdefault(entry.client, sender)
+            if owner is not sender:
+                if owner.id != sender.id:
+                    continue  # another client's id: not this sender's to change
+                self._owners[entry.client] = sender  # the same client, reconnected
+            if entry.removed:
+                self._awareness.pop(entry.client, None)
+                del self._owners[entry.client]
+            elif len(entry.state) > self.max_awareness_state:
+                raise FrameError(f"awareness state over {self.max_awareness_state} bytes")
+            else:
+                self._awareness[entry.client] = entry
+            accepted.append(entry)
+        if accepted:
+            same = len(accepted) == len(entries)
+            self.room.broadcast(frame if same else awareness_frame(encode_awareness(accepted)))
+
+    def _refuse(self, sender: Connection, error: BaseException) -> None:
+        log.warning(
+            "party %r room %r: closing %r: malformed frame: %s",
+            self.room.party,
+            self.room.id,
+            sender.id,
+            error,
+        )
+        sender.close(INVALID_DATA, f"malformed frame: {error}")
+
+    # -- document changes -------------------------------------------------------------------
+
+    def _changed(self, event: Any) -> None:
+        """Doc observer: runs inside every transaction that changed the document.
+
+        It must not raise: pycrdt would re-raise into whoever made the change.
+        """
+        update = event.update
+        try:
+            self.room.broadcast(sync_frame(UPDATE, update))
+            if self.persistence:
+                self._unlogged.append(update)
+                if self._persisting is None or self._persisting.done():
+                    self._persisting = spawn(self._persist())
+            self._schedule_save()
+        except Exception:
+            log.exception(
+                "party %r room %r: document observer failed", self.room.party, self.room.id
+            )
+
+    async def _persist(self) -> None:
+        """Append unlogged updates to storage, in order; one put per batch of changes."""
+        try:
+            while self._unlogged:
+                updates, self._unlogged = self._unlogged, []
+                entries = {}
+                for update in updates:
+                    entries.update(_parts(f"{_LOG}{self._seq:0{_SEQ_DIGITS}d}.", update))
+                    self._seq += 1
+                await self.room.storage.put(entries)
+                self._logged += entries
+                self._logged_bytes += sum(map(len, updates))
+                self._logged_updates += len(updates)
+            if self.persistence == "history" and (
+                self._logged_updates > self.history_max_updates
+                or self._logged_bytes > self.history_max_bytes
+            ):
+                await self._compact()
+        except Exception as error:  # e.g. disk full: the document stays live in memory
+            await self.room.report_error("persistence", None, error)
+
+    async def _load(self) -> None:
+        storage = self.room.storage
+        self.epoch = await storage.get(_EPOCH) or ""
+        if not self.epoch:
+            self.epoch = uuid.uuid4().hex
+            await storage.put(_EPOCH, self.epoch)
+        snapshot = await storage.list(prefix=_SNAPSHOT)
+        if snapshot:
+            self.document.apply_update(b"".join(snapshot.values()))
+        self._snapshot = list(snapshot)
+        log_entries = await storage.list(prefix=_LOG)
+        updates: dict[str, list[bytes]] = {}
+        for key, part in log_entries.items():  # keys sort by seq, then part
+            updates.setdefault(key[: len(_LOG) + _SEQ_DIGITS], []).append(part)
+        for parts in updates.values():
+            self.document.apply_update(b"".join(parts))
+        self._logged = list(log_entries)
+        self._logged_bytes = sum(map(len, log_entries.values()))
+        self._logged_updates = len(updates)
+        if updates:
+            self._seq = int(next(reversed(updates))[len(_LOG) :]) + 1
+
+    async def _compact(self) -> None:
+        """Replace the snapshot and the update log by one merged update, atomically."""
+        if not self._logged:
+            return
+        logged, self._logged, self._logged_bytes, self._logged_updates = self._logged, [], 0, 0
+        snapshot = _parts(_SNAPSHOT, self.document.get_update())
+        stale = [key for key in [*self._snapshot, *logged] if key not in snapshot]
+        async with self.room.storage.transaction() as txn:
+            await txn.put(snapshot)
+            await txn.delete(stale)
+        self._snapshot = list(snapshot)
+
+    async def _settle(self) -> None:
+        """Make everything durable and compact (snapshot mode), then run `on_save`."""
+        if self._persisting is not None:
+            await self._persisting
+        if self.persistence == "snapshot":
+            await self._compact()
+        await self._save()
+
+    def _schedule_save(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        if self._save_deadline is None:
+            self._save_deadline = now + self.debounce_max_wait
+        if self._save_timer is not None:
+            self._save_timer.cancel()
+        when = min(now + self.debounce_wait, self._save_deadline)
+        self._save_timer = loop.call_at(when, lambda: spawn(self._save()))
+
+    async def _save(self) -> None:
+        if self._save_timer is not None:
+            self._save_timer.cancel()
+        self._save_timer = self._save_deadline = None
+        try:
+            await maybe_await(self.on_save())
+        except Exception as error:
+            await self.room.report_error("on_save", None, error)
+
+
+def _parts(prefix: str, data: bytes) -> dict[str, bytes]:
+    """`data` split into storage values: `prefix000`, `prefix001`, ... in order."""
+    size = MAX_VALUE_BYTES
+    return {f"{prefix}{i:03d}": data[o : o + size] for i, o in enumerate(range(0, len(data), size))}
