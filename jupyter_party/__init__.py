@@ -1,6 +1,6 @@
 """jupyter-party: PartyKit's programming model, hosted by your Jupyter server."""
 
-from .client import doc
+from .client import doc, share_link
 from .runtime.connection import Connection
 from .runtime.http import Request, Response
 from .runtime.room import Lobby, Room
@@ -19,6 +19,7 @@ __all__ = [
     "Server",
     "YServer",
     "doc",
+    "share_link",
 ]
 
 

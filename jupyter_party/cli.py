@@ -25,8 +25,24 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--port", type=int, help="port to listen on (default 8888)")
     serve.add_argument("--ip", help="address to listen on (default localhost)")
     serve.add_argument("--storage", metavar="URL", help="sqlite:///path/file.db or memory://")
+    share = commands.add_parser(
+        "share",
+        help="print a share link for one room",
+        description="Print a URL that opens one room (and nothing else of the server).",
+    )
+    share.add_argument("party")
+    share.add_argument("room")
+    share.add_argument("--access", choices=("write", "read"), default="write")
+    share.add_argument("--expires-in", type=float, default=24 * 3600, metavar="SECONDS")
+    share.add_argument("--server", help="server URL (default: the running Jupyter server)")
+    share.add_argument("--token", help="Jupyter token of that server")
     args, rest = parser.parse_known_args(argv)
-    _serve(args, rest)
+    if args.command == "serve":
+        _serve(args, rest)
+    else:
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        _share(args)
 
 
 def _serve(args: argparse.Namespace, rest: list[str]) -> None:
@@ -41,6 +57,23 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> None:
     argv = [f"--{name}={value}" for name, value in options.items() if value is not None]
     PartyApp.load_other_extensions = False
     PartyApp.launch_instance(argv=argv + rest)
+
+
+def _share(args: argparse.Namespace) -> None:
+    from .client import ServerNotFound, ShareLinkError, share_link
+
+    try:
+        url = share_link(
+            args.party,
+            args.room,
+            args.access,
+            args.expires_in,
+            server=args.server,
+            token=args.token,
+        )
+    except (ServerNotFound, ShareLinkError) as error:
+        sys.exit(f"jupyter party share: {error}")
+    print(url)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,44 @@ class PartyApp(ExtensionApp):
     ping_interval = Float(
         Limits.ping_interval, help="Seconds between WebSocket pings; dead peers are reaped."
     ).tag(config=True)
+    ping_timeout = Float(
+        Limits.ping_timeout,
+        help="Seconds to wait for a pong before closing the socket (at most `ping_interval`).",
+    ).tag(config=True)
+    rate_limit_messages = Float(
+        Limits.rate_limit_messages,
+        help="Inbound messages per second per connection (0: no limit); excess ones are dropped.",
+    ).tag(config=True)
+    rate_limit_burst = Int(
+        Limits.rate_limit_burst,
+        help="Inbound messages one connection may send at once above `rate_limit_messages`.",
+    ).tag(config=True)
+    rate_limit_bytes = Int(
+        Limits.rate_limit_bytes,
+        help="Inbound bytes per second per connection, averaged over `rate_limit_window` "
+        "(0: no limit); excess messages are dropped.",
+    ).tag(config=True)
+    rate_limit_window = Float(
+        Limits.rate_limit_window, help="Seconds over which `rate_limit_bytes` is averaged."
+    ).tag(config=True)
+    rate_limit_strikes = Int(
+        Limits.rate_limit_strikes,
+        help="Dropped messages within 10 s that close the connection with 1008 (0: never).",
+    ).tag(config=True)
+    awareness_rate = Float(
+        Limits.awareness_rate,
+        help="Yjs awareness updates per second per connection (0: no limit); excess ones "
+        "are dropped silently.",
+    ).tag(config=True)
+    awareness_burst = Int(
+        Limits.awareness_burst,
+        help="Awareness updates one connection may send at once above `awareness_rate`.",
+    ).tag(config=True)
+    stall_warning = Float(
+        Limits.stall_warning,
+        help="Log a warning when one synchronous step of a party hook blocks the event loop "
+        "longer than this many seconds (0: off).",
+    ).tag(config=True)
 
     @default("parties_dir")
     def _default_parties_dir(self) -> str:
@@ -67,6 +105,15 @@ class PartyApp(ExtensionApp):
             room_idle_timeout=self.room_idle_timeout,
             send_buffer_limit=self.send_buffer_limit,
             ping_interval=self.ping_interval,
+            ping_timeout=self.ping_timeout,
+            rate_limit_messages=self.rate_limit_messages,
+            rate_limit_burst=self.rate_limit_burst,
+            rate_limit_bytes=self.rate_limit_bytes,
+            rate_limit_window=self.rate_limit_window,
+            rate_limit_strikes=self.rate_limit_strikes,
+            awareness_rate=self.awareness_rate,
+            awareness_burst=self.awareness_burst,
+            stall_warning=self.stall_warning,
         )
         parties_dir = Path(self.parties_dir).expanduser()
         parties_dir.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,7 @@
 """Notebook-side clients of jupyter-party rooms (DESIGN §9)."""
 
 from .discovery import ServerInfo, ServerNotFound, find_server
+from .share import ShareLinkError, share_link
 from .ydoc import Awareness, DocumentRecreated, RoomDoc, RoomRefused, doc, doc_blocking
 
 __all__ = [
@@ -10,7 +11,9 @@ __all__ = [
     "RoomRefused",
     "ServerInfo",
     "ServerNotFound",
+    "ShareLinkError",
     "doc",
     "doc_blocking",
     "find_server",
+    "share_link",
 ]

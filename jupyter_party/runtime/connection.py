@@ -66,6 +66,8 @@ class Connection:
         self.id = id
         self.uri = uri
         self.tags: tuple[str, ...] = ()
+        self.access = "write"  # "read" for a read-only share link: the party must not obey it
+        self.share_id: str | None = None  # the share grant it came with, for revocation
         self.closed = False
         self._state: Any = None
         self._transport = transport
@@ -106,11 +108,13 @@ class Connection:
     def _enqueue(self, message: Outgoing) -> None:
         if self.closed:
             return
-        self._queue.append(message)
-        self._pending += len(message.payload)
-        if self._pending > self._limit:
+        size = len(message.payload)
+        if self._pending and self._pending + size > self._limit:  # one message always fits
             self._shut(OVERLOADED, "send buffer full: the client is not reading")
-        elif not self._writing:
+            return
+        self._queue.append(message)
+        self._pending += size
+        if not self._writing:
             self._writing = True
             self._loop.call_soon(self._flush)
 

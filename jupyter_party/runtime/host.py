@@ -16,6 +16,7 @@ from .errors import Overloaded
 from .http import Request, Response
 from .registry import Registry
 from .room import Room
+from .shares import Shares
 from .storage import Backend, open_backend
 from .stubs import Parties
 from .tasks import spawn
@@ -23,6 +24,7 @@ from .tasks import spawn
 log = logging.getLogger("jupyter_party")
 
 GOING_AWAY = 1001
+UNAUTHENTICATED = 4401
 
 
 @dataclass
@@ -35,6 +37,15 @@ class Limits:
     room_idle_timeout: float = 60.0
     send_buffer_limit: int = 4 << 20
     ping_interval: float = 30.0
+    ping_timeout: float = 30.0
+    rate_limit_messages: float = 100.0
+    rate_limit_burst: int = 200
+    rate_limit_bytes: int = 1 << 20
+    rate_limit_window: float = 3.0
+    rate_limit_strikes: int = 3
+    awareness_rate: float = 10.0
+    awareness_burst: int = 20
+    stall_warning: float = 0.1
 
 
 class Host:
@@ -52,6 +63,7 @@ class Host:
         self.env = env or {}
         self.backend: Backend = open_backend(storage_url)
         self.alarms = AlarmClock(self)
+        self.shares = Shares(self.backend)
         self.parties = Parties(self)
         self.rooms: dict[tuple[str, str], Room] = {}
         self._idle: dict[Room, asyncio.TimerHandle] = {}
@@ -104,6 +116,15 @@ class Host:
             return await room.request(request)
         finally:
             self.release(room)
+
+    async def revoke_share(self, id: str) -> bool:
+        """Revoke a share grant and close every socket opened with it."""
+        revoked = await self.shares.revoke(id)
+        for room in list(self.rooms.values()):
+            for connection in room.get_connections():
+                if connection.share_id == id:
+                    connection.close(UNAUTHENTICATED, "share link revoked")
+        return revoked
 
     def describe(self) -> list[dict[str, Any]]:
         """Live rooms with their connection counts, for the admin API."""

@@ -14,8 +14,9 @@ class Request:
     """An HTTP request (or WebSocket upgrade request) addressed to a room.
 
     `path` is the part of the URL path after the room id: `""` at the room itself,
-    `"/items/1"` for a sub-path. `url` is the full URL with its query. `user` is the Jupyter
-    identity that made the request (`None` when a party admitted it without one).
+    `"/items/1"` for a sub-path. `url` is the full URL with its query (credentials removed).
+    `user` is the Jupyter identity that made the request; `access` is "write", or "read" for
+    a read-only share link.
     """
 
     method: str = "GET"
@@ -25,6 +26,7 @@ class Request:
     headers: HTTPHeaders = field(default_factory=HTTPHeaders)
     body: bytes = b""
     user: Any = None
+    access: str = "write"
 
     def text(self) -> str:
         """The body decoded as UTF-8."""

@@ -14,8 +14,10 @@ import inspect
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
+from time import perf_counter
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from . import stall
 from .connection import Connection, Outgoing
 from .errors import RoomError
 from .http import Request, Response, to_response
@@ -122,9 +124,9 @@ class Room:
         self._connections[connection] = None
         try:
             connection.tags = _check_tags(
-                await maybe_await(server.get_connection_tags(connection, ctx))
+                await self._run("get_connection_tags", server.get_connection_tags, connection, ctx)
             )
-            await maybe_await(server.handle_connect(connection, ctx))
+            await self._run("on_connect", server.handle_connect, connection, ctx)
         except Exception as error:
             self._connections.pop(connection, None)
             await self.report_error("on_connect", connection, error)
@@ -139,10 +141,14 @@ class Room:
             return None
         if not self._gate.is_set():
             return self._deliver_later(connection, message)
+        start = perf_counter()
         try:
             result = self.server.handle_message(message, connection)
         except Exception as error:
             return self.report_error("on_message", connection, error)
+        finally:
+            if (elapsed := perf_counter() - start) > self._host.limits.stall_warning > 0:
+                stall.report(self.party, self.id, "on_message", elapsed)
         if result is not None and inspect.isawaitable(result):
             return self._settle("on_message", connection, result)
         return None
@@ -160,7 +166,7 @@ class Room:
 
     async def _close_hook(self, connection: Connection, code: int, reason: str) -> None:
         try:
-            await maybe_await(self.server.handle_close(connection, code, reason))
+            await self._run("on_close", self.server.handle_close, connection, code, reason)
         except Exception as error:
             await self.report_error("on_close", connection, error)
 
@@ -168,7 +174,7 @@ class Room:
         """Answer an HTTP request with `on_request`; a handler error becomes a bare 500."""
         await self._open()
         try:
-            return to_response(await maybe_await(self.server.on_request(request)))
+            return to_response(await self._run("on_request", self.server.on_request, request))
         except Exception as error:
             await self.report_error("on_request", None, error)
             return Response("Internal Server Error: the party's handler failed", 500)
@@ -177,7 +183,7 @@ class Room:
         """Run `on_alarm`; errors are reported and re-raised so the alarm is retried."""
         await self._open()
         try:
-            await maybe_await(self.server.on_alarm())
+            await self._run("on_alarm", self.server.on_alarm)
         except Exception as error:
             await self.report_error("on_alarm", None, error)
             raise
@@ -200,7 +206,7 @@ class Room:
     async def _start(self) -> None:
         try:
             self.server = self._server_class(self)
-            await maybe_await(self.server.handle_start())
+            await self._run("on_start", self.server.handle_start)
         except Exception as error:
             self._failure = error
             await self.report_error("on_start", None, error)
@@ -221,9 +227,15 @@ class Room:
         if result is not None:
             await result
 
+    def _run(self, hook: str, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
+        """Call hook `fn(*args)`, await its result if need be, and warn of event-loop stalls."""
+        return stall.run(self._host.limits.stall_warning, self.party, self.id, hook, fn, *args)
+
     async def _settle(self, hook: str, connection: Connection | None, result: Any) -> None:
         try:
-            await maybe_await(result)
+            await maybe_await(
+                stall.timed(result, self._host.limits.stall_warning, self.party, self.id, hook)
+            )
         except Exception as error:
             await self.report_error(hook, connection, error)
 

@@ -31,6 +31,11 @@ class ConnectionContext:
         """The Jupyter identity of the client (`jupyter_server.auth.User`), or None."""
         return self.request.user
 
+    @property
+    def access(self) -> str:
+        """ "write", or "read" for a client that came with a read-only share link."""
+        return self.request.access
+
 
 class Server:
     """Base class of a party: one instance per room, created on demand.
@@ -41,6 +46,9 @@ class Server:
     #: Largest inbound WebSocket message for this party, in bytes (close 1009 past it);
     #: None means the server's `max_message_size`.
     max_message_size: ClassVar[int | None] = None
+    #: Bytes queued for one slow client before it is closed with 1013; None means the
+    #: server's `send_buffer_limit`.
+    send_buffer_limit: ClassVar[int | None] = None
 
     def __init__(self, room: Room) -> None:
         self.room = room

@@ -88,7 +88,8 @@ class RoomStub:
             id or uuid.uuid4().hex,
             f"/parties/{self.party}/{self.id}{path}",
             socket,
-            self._host.limits.send_buffer_limit,
+            self._host.registry.get(self.party).send_buffer_limit
+            or self._host.limits.send_buffer_limit,
         )
         socket._room = room = self._host.acquire(self.party, self.id)
         socket._connection = connection

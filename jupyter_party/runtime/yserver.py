@@ -19,6 +19,7 @@ import json
 import logging
 import uuid
 from typing import Any, ClassVar, Literal
+from weakref import WeakKeyDictionary
 
 from pycrdt import Doc
 
@@ -41,6 +42,7 @@ from ..protocol.ysync import (
     sync_frame,
 )
 from .connection import Connection
+from .ratelimit import RateLimiter
 from .room import maybe_await
 from .server import ConnectionContext, Server
 from .storage import MAX_VALUE_BYTES
@@ -53,6 +55,8 @@ EPOCH_CHANGED = 4409
 _EMPTY_UPDATE = b"\x00\x00"
 _SNAPSHOT, _LOG, _EPOCH = "y:snapshot.", "y:u:", "y:epoch"
 _SEQ_DIGITS = 12
+# Each connection's awareness rate (Limits.awareness_rate); gone with the connection.
+_AWARENESS_RATES: WeakKeyDictionary[Connection, RateLimiter] = WeakKeyDictionary()
 
 
 class YServer(Server):
@@ -72,6 +76,8 @@ class YServer(Server):
     debounce_max_wait: ClassVar[float] = 10.0
     #: Largest inbound frame (also the largest y-pk-batch reassembled message), in bytes.
     max_message_size: ClassVar[int] = 16 << 20
+    #: A joining client may be sent the whole document plus concurrent updates at once.
+    send_buffer_limit: ClassVar[int] = 64 << 20
     #: Largest awareness state of one client, in bytes of JSON.
     max_awareness_state: ClassVar[int] = 16 << 10
 
@@ -189,7 +195,7 @@ class YServer(Server):
             if message.step == STEP1:
                 update = self.document.get_update(message.payload)
                 sender.send(sync_frame(STEP2, update))
-            elif message.payload != _EMPTY_UPDATE and not self.is_read_only(sender):
+            elif message.payload != _EMPTY_UPDATE and not self._read_only(sender):
                 self.document.apply_update(message.payload)
         elif isinstance(message, AwarenessMessage):
             self._apply_awareness(message.update, frame, sender)
@@ -198,7 +204,15 @@ class YServer(Server):
 
     def _apply_awareness(self, update: bytes, frame: bytes, sender: Connection) -> None:
         """Keep and forward the sender's own states (to everyone, the sender included: old
-        YPartyKitProvider clients treat that echo as their keep-alive)."""
+        YPartyKitProvider clients treat that echo as their keep-alive). Updates over the
+        sender's awareness rate are dropped silently: awareness is a stream of latest states."""
+        limiter = _AWARENESS_RATES.get(sender)
+        if limiter is None:
+            limits = self.room._host.limits
+            limiter = RateLimiter(limits.awareness_rate, limits.awareness_burst, strikes=0)
+            _AWARENESS_RATES[sender] = limiter
+        if not limiter.allow():
+            return
         entries = decode_awareness(update)
         accepted = []
         for entry in entries:
@@ -218,6 +232,10 @@ class YServer(Server):
         if accepted:
             same = len(accepted) == len(entries)
             self.room.broadcast(frame if same else awareness_frame(encode_awareness(accepted)))
+
+    def _read_only(self, connection: Connection) -> bool:
+        # A read-only share link is enforced here, whatever the party's is_read_only says.
+        return connection.access == "read" or self.is_read_only(connection)
 
     def _refuse(self, sender: Connection, error: BaseException) -> None:
         log.warning(

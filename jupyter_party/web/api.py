@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlencode
+
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
-from .room_handler import HOST_SETTING
+from ..runtime.shares import DEFAULT_EXPIRES_IN
+from .room_handler import HOST_SETTING, SHARE_PARAM
 
 
 class _AdminHandler(APIHandler):
@@ -42,3 +45,50 @@ class RoomsHandler(_AdminHandler):
     @authorized
     def get(self) -> None:
         self.finish({"rooms": self.host.describe()})
+
+
+class SharesHandler(_AdminHandler):
+    """`POST party-api/share` issues a share link; `GET` lists live grants (never tokens)."""
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        body = self.get_json_body() or {}
+        party, room = body.get("party"), body.get("room")
+        if not isinstance(party, str) or not isinstance(room, str):
+            raise web.HTTPError(400, "party and room (strings) are required")
+        try:
+            token, grant = await self.host.shares.create(
+                party,
+                room,
+                access=body.get("access", "write"),
+                expires_in=float(body.get("expires_in", DEFAULT_EXPIRES_IN)),
+            )
+        except (ValueError, TypeError) as error:
+            raise web.HTTPError(400, str(error)) from None
+        self.set_status(201)
+        url = share_url(self.request, self.base_url, party, room, token)
+        self.finish({"url": url, "token": token, **grant.public()})
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        self.finish({"shares": [grant.public() for grant in await self.host.shares.list()]})
+
+
+class ShareHandler(_AdminHandler):
+    """`DELETE party-api/share/{id}` revokes a grant and closes the sockets opened with it."""
+
+    @web.authenticated
+    @authorized
+    async def delete(self, id: str) -> None:
+        if not await self.host.revoke_share(id):
+            raise web.HTTPError(404, "no such share link")
+        self.set_status(204)
+        self.finish()
+
+
+def share_url(request, base_url: str, party: str, room: str, token: str) -> str:
+    """The absolute URL of a room's share page, carrying `token`."""
+    query = urlencode({SHARE_PARAM: token})
+    return f"{request.protocol}://{request.host}{base_url}party-share/{party}/{room}?{query}"

@@ -8,9 +8,13 @@ handshake, which browsers only report as 1006.
 from __future__ import annotations
 
 import asyncio
+import logging
 import uuid
+from functools import cached_property
 from typing import Any
+from urllib.parse import urlencode
 
+from jupyter_server.auth import User
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import JupyterHandler
 from tornado.websocket import WebSocketHandler
@@ -21,11 +25,16 @@ from ..runtime.connection import OVERLOADED, Connection, Outgoing
 from ..runtime.errors import Overloaded, RoomError, UnknownParty
 from ..runtime.host import Host
 from ..runtime.http import Request, Response
+from ..runtime.ratelimit import RATE_LIMITED, RateLimiter
 from ..runtime.room import Lobby, Room, maybe_await
 from ..runtime.server import Server
+from ..runtime.shares import Grant, ShareError
 from ..runtime.tasks import spawn
 
 HOST_SETTING = "jupyter_party_host"
+#: The query parameter carrying a share token. Jupyter's access log hides any parameter whose
+#: name contains "token", so the secret never reaches a log line.
+SHARE_PARAM = "share_token"
 
 BAD_REQUEST = 4400
 UNAUTHENTICATED = 4401
@@ -77,6 +86,7 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
         self._room: Room | None = None
         self._connection: Connection | None = None
         self._server_class: type[Server] = Server
+        self._grant: Grant | None = None
         self._opened = asyncio.Event()
 
     # -- HTTP -------------------------------------------------------------------------------
@@ -115,6 +125,12 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
 
     # -- WebSocket --------------------------------------------------------------------------
 
+    def check_xsrf_cookie(self) -> None:
+        # XSRF protects cookie sessions. A share-token request ignores any cookie (see
+        # _identify), and a page that can forge it must already hold the token.
+        if not self.get_query_argument(SHARE_PARAM, ""):
+            super().check_xsrf_cookie()
+
     def check_origin(self, origin: str = "") -> bool:
         # Jupyter's rule, not Tornado's: cross-origin is refused for cookie-authenticated
         # sockets and allowed for token-authenticated ones (the token proves intent).
@@ -130,6 +146,22 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
     @property
     def ping_interval(self) -> float:
         return self.host.limits.ping_interval
+
+    @property
+    def ping_timeout(self) -> float:
+        # Tornado >= 6.5 caps the timeout at the interval (with a warning): do it quietly.
+        return min(self.host.limits.ping_timeout, self.host.limits.ping_interval)
+
+    @cached_property
+    def _limiter(self) -> RateLimiter:
+        limits = self.host.limits
+        return RateLimiter(
+            limits.rate_limit_messages,
+            limits.rate_limit_burst,
+            limits.rate_limit_bytes,
+            limits.rate_limit_window,
+            limits.rate_limit_strikes,
+        )
 
     async def _upgrade(self) -> None:
         try:
@@ -163,8 +195,13 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
             return
         pk = self._request.query.get("_pk") or uuid.uuid4().hex
         connection = Connection(
-            pk, self._request.url, _SocketTransport(self), self.host.limits.send_buffer_limit
+            pk,
+            self._request.url,
+            _SocketTransport(self),
+            self._server_class.send_buffer_limit or self.host.limits.send_buffer_limit,
         )
+        connection.access = self._request.access
+        connection.share_id = self._grant.id if self._grant else None
         self._room, self._connection = room, connection
         try:
             await room.connect(connection, self._request)
@@ -174,8 +211,19 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
             self.close(HANDLER_ERROR, str(error))
 
     def on_message(self, message: str | bytes) -> Any:
-        if self._connection is not None:
-            return self._room.deliver(self._connection, message)
+        connection = self._connection
+        if connection is None:
+            return None
+        if self._limiter.allow(len(message)):  # text is counted in characters, not bytes
+            return self._room.deliver(connection, message)
+        if self._limiter.strike() and not connection.closed:  # dropped; too often: closed
+            logging.getLogger("jupyter_party").warning(
+                "party %r room %r: closing %r: rate limit exceeded",
+                self._room.party,
+                self._room.id,
+                connection.id,
+            )
+            connection.close(RATE_LIMITED, "rate limit exceeded")
         return None
 
     def on_close(self) -> None:
@@ -203,17 +251,13 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
             where = split_room_path(path[len(base) :] if path.startswith(base) else path)
         except InvalidName as error:
             raise _refuse(400, BAD_REQUEST, str(error)) from None
-        user = self.current_user
-        if user is None:
-            raise _refuse(401, UNAUTHENTICATED, "authentication required: use a Jupyter token")
-        action = "execute" if kind == "connect" else _ACTIONS.get(self.request.method, "write")
-        if not await maybe_await(self.authorizer.is_authorized(self, user, action, "party")):
-            raise _refuse(403, FORBIDDEN, f"not authorized to {action} on parties")
+        user, grant = await self._identify(where, kind)
         try:
             self._server_class = server_class = self.host.registry.get(where.party)
         except UnknownParty as error:
             raise _refuse(404, UNKNOWN_PARTY, str(error)) from None
-        request = self._party_request(where, user)
+        request = self._party_request(where, user, grant.access if grant else "write")
+        self._grant = grant
         gate = (
             server_class.on_before_connect if kind == "connect" else server_class.on_before_request
         )
@@ -226,17 +270,54 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
             raise Refused(verdict)
         return where, verdict if isinstance(verdict, Request) else request
 
-    def _party_request(self, where: RoomPath, user: Any) -> Request:
+    async def _identify(self, where: RoomPath, kind: str) -> tuple[Any, Grant | None]:
+        """Who is asking: a share link's holder, or a Jupyter user the authorizer lets in.
+
+        A request carrying a share token is judged by that token alone, never by a login
+        cookie that came along (see check_xsrf_cookie).
+        """
+        token = self.get_query_argument(SHARE_PARAM, "")
+        user = None if token else self.current_user
+        if user is not None:
+            action = "execute" if kind == "connect" else _ACTIONS.get(self.request.method, "write")
+            if not await maybe_await(self.authorizer.is_authorized(self, user, action, "party")):
+                raise _refuse(403, FORBIDDEN, f"not authorized to {action} on parties")
+            return user, None
+        if not token:
+            raise _refuse(401, UNAUTHENTICATED, "authentication required: use a Jupyter token")
+        try:
+            grant = await self.host.shares.verify(token, where.party, where.room)
+        except ShareError as error:
+            code = UNAUTHENTICATED if error.status == 401 else FORBIDDEN
+            raise _refuse(error.status, code, str(error)) from None
+        if grant.access == "read" and kind == "request" and self.request.method not in _ACTIONS:
+            raise _refuse(403, FORBIDDEN, "this share link is read-only")
+        return share_user(grant), grant
+
+    def _party_request(self, where: RoomPath, user: Any, access: str) -> Request:
+        """The request as party code sees it: credentials are removed from the URL."""
         r = self.request
+        query = {
+            k: v[-1].decode("utf-8", "replace")
+            for k, v in r.query_arguments.items()
+            if k not in _CREDENTIALS
+        }
         return Request(
             method=r.method,
-            url=r.full_url(),
+            url=f"{r.protocol}://{r.host}{r.path}" + (f"?{urlencode(query)}" if query else ""),
             path=where.rest,
-            query={k: v[-1].decode("utf-8", "replace") for k, v in r.query_arguments.items()},
+            query=query,
             headers=r.headers,
             body=r.body,
             user=user,
+            access=access,
         )
 
 
 _ACTIONS = {"GET": "read", "HEAD": "read", "OPTIONS": "read"}
+_CREDENTIALS = {"token", SHARE_PARAM}  # never shown to party code, never logged by it
+
+
+def share_user(grant: Grant) -> User:
+    """The identity of a share link's holder, as `ctx.user` shows it."""
+    return User(username=f"share-{grant.id[:12]}", name=f"Guest ({grant.access})")

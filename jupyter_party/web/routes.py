@@ -5,12 +5,16 @@ Paths are relative: the Jupyter extension machinery prefixes the server's base_u
 
 from __future__ import annotations
 
-from .api import PartiesHandler, RoomsHandler
+from .api import PartiesHandler, RoomsHandler, ShareHandler, SharesHandler
 from .room_handler import RoomHandler
+from .share_page import SharePageHandler
 
 ROUTES = [
     (r"/parties(?:/.*)?", RoomHandler),
     (r"/party(?:/.*)?", RoomHandler),
     (r"/party-api/parties/?", PartiesHandler),
     (r"/party-api/rooms/?", RoomsHandler),
+    (r"/party-api/share/?", SharesHandler),
+    (r"/party-api/share/([0-9a-f]{64})", ShareHandler),
+    (r"/party-share/.*", SharePageHandler),
 ]

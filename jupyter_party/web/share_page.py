@@ -1,0 +1,76 @@
+"""`{base}party-share/{party}/{room}`: the page a share link opens (DESIGN §4, §7).
+
+It is a self-contained room console (status, live messages, a send box): no Jupyter UI, no
+CDN, nothing but the room's own socket. Its share token grants that room and nothing else.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import secrets
+from pathlib import Path
+
+from jupyter_server.auth.decorator import allow_unauthenticated
+from jupyter_server.base.handlers import JupyterHandler
+
+from ..protocol.names import InvalidName, split_room_path
+from ..runtime.errors import UnknownParty
+from ..runtime.shares import ShareError
+from .room_handler import HOST_SETTING, SHARE_PARAM
+
+_TEMPLATE = (Path(__file__).parent / "templates" / "share.html").read_text("utf-8")
+
+
+class SharePageHandler(JupyterHandler):
+    """The share page: open to a share link's holder (for its room) and to Jupyter users."""
+
+    auth_resource = "party"
+
+    @allow_unauthenticated
+    async def get(self) -> None:
+        host = self.settings[HOST_SETTING]
+        prefix = f"{self.base_url}party-share/"
+        try:
+            where = split_room_path("parties/" + self.request.path[len(prefix) :])
+            host.registry.get(where.party)
+        except (InvalidName, UnknownParty) as error:
+            return self._refuse(404, str(error))
+        access = "write"
+        if self.current_user is None:
+            try:
+                token = self.get_query_argument(SHARE_PARAM, "")
+                access = (await host.shares.verify(token, where.party, where.room)).access
+            except ShareError as error:
+                return self._refuse(error.status, str(error))
+        config = {
+            "party": where.party,
+            "room": where.room,
+            "access": access,
+            "socketPath": f"{self.base_url}parties/{where.party}/{where.room}",
+        }
+        nonce = secrets.token_urlsafe(16)
+        self._protect(nonce)
+        page = (
+            _TEMPLATE.replace("@@TITLE@@", html.escape(f"{where.party} / {where.room}"))
+            .replace("@@NONCE@@", nonce)
+            .replace("@@CONFIG@@", json.dumps(config).replace("</", "<\\/"))
+        )
+        self.finish(page)
+
+    def _protect(self, nonce: str = "") -> None:
+        # The page URL carries the token: never send it on as a Referer, never frame the page.
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.set_header("X-Content-Type-Options", "nosniff")
+        sources = f"'nonce-{nonce}'" if nonce else "'none'"
+        self.set_header(
+            "Content-Security-Policy",
+            f"default-src 'none'; script-src {sources}; style-src {sources}; "
+            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        )
+
+    def _refuse(self, status: int, message: str) -> None:
+        self._protect()
+        self.set_status(status)
+        self.set_header("Content-Type", "text/plain; charset=utf-8")
+        self.finish(f"{status}: {message}\n")
