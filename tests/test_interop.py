@@ -19,6 +19,7 @@ import pytest
 from pycrdt import Doc, Map, Provider, Text
 from tornado.websocket import WebSocketClientConnection
 
+import jupyter_party
 from conftest import eventually
 
 INTEROP = Path(__file__).parent / "interop"
@@ -198,13 +199,18 @@ async def room_state(http, room: str) -> dict[str, Any]:
     return json.loads(response.body)
 
 
-async def test_mixed_clients_converge(node, connect, http, host):
+async def test_mixed_clients_converge(node, connect, http, host, url, jp_serverapp):
     host.limits.room_idle_timeout = 0.05
     room = room_id("mixed")
     names = ["ypartykit", "yprovider", "ywebsocket"]
     clients = await asyncio.gather(*(node(name, room) for name in names))
-    tokens = {name: [f"<{name}:{i}>" for i in range(15)] for name in [*names, "python"]}
+    everyone = [*names, "python", "kernel"]
+    tokens = {name: [f"<{name}:{i}>" for i in range(15)] for name in everyone}
     expected_length = sum(len(t) for ts in tokens.values() for t in ts)
+    kernel = await jupyter_party.doc(  # our own provider, as a notebook kernel uses it
+        "ydoc", room, server=url(""), token=jp_serverapp.identity_provider.token
+    )
+    ktext, kmap = kernel.get("text", type=Text), kernel.get("map", type=Map)
 
     async with python_client(connect, room) as doc:
         text, ymap = doc.get("text", type=Text), doc.get("map", type=Map)
@@ -223,28 +229,39 @@ async def test_mixed_clients_converge(node, connect, http, host):
             ymap["python"] = {"n": len(tokens["python"])}
             ymap["shared"] = "python"
 
-        await asyncio.gather(edit_python(), *map(edit_node, names, clients))
+        async def edit_kernel() -> None:
+            for i, token in enumerate(tokens["kernel"]):
+                ktext.insert(len(ktext) if i % 2 else 0, token)
+                await asyncio.sleep(0.005)
+            kmap["kernel"] = {"n": len(tokens["kernel"])}
+            kmap["shared"] = "kernel"
 
-        expected_keys = {*names, "python", "shared"}
+        await asyncio.gather(edit_python(), edit_kernel(), *map(edit_node, names, clients))
+
+        expected_keys = {*everyone, "shared"}
         finals = []
         for client in clients:
             await client.do({"waitTextLength": expected_length})
-            finals.append(await client.do({"waitMap": {n: {"n": 15} for n in [*names, "python"]}}))
+            finals.append(await client.do({"waitMap": {n: {"n": 15} for n in everyone}}))
         await eventually(lambda: len(text) == expected_length, message="python client text")
         await eventually(lambda: set(ymap.keys()) == expected_keys, message="python client map")
+        await eventually(lambda: len(ktext) == expected_length, message="kernel client text")
+        await eventually(lambda: set(kmap.keys()) == expected_keys, message="kernel client map")
         python_text, python_map = str(text), ymap.to_py()
+        kernel_text, kernel_map = str(ktext), kmap.to_py()
+        await kernel.close()
 
     server = await room_state(http, room)
     assert set(server["map"]) == expected_keys
     for token in (t for ts in tokens.values() for t in ts):
         assert server["text"].count(token) == 1, token
     # every client and the server hold the very same content
-    assert python_text == server["text"]
-    assert python_map == server["map"]
+    assert python_text == kernel_text == server["text"]
+    assert python_map == kernel_map == server["map"]
     for name, final in zip(names, finals, strict=True):
         assert final["text"] == server["text"], name
         assert final["map"] == server["map"], name
-    assert server["map"]["shared"] in {*names, "python"}
+    assert server["map"]["shared"] in set(everyone)
     for client in clients:
         await client.finish()
 

@@ -1,0 +1,564 @@
+"""The load generator: one process of minimal WebSocket clients, run once per (scenario, server).
+
+Usage: python loadgen.py SPEC_JSON   (prints one JSON object, the result, on its last line)
+
+The clients are a bare `asyncio.Protocol` (uvloop when installed): each TCP read is parsed for
+all the frames it holds in one loop, and client frames use an all-zero mask (valid framing,
+nothing to XOR), so the generator stays cheap. It reports its own CPU time over each measured
+window next to the server's (the server's whole process tree, via psutil), so a reader can see
+whether the load generator or the server was the bottleneck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+try:
+    import psutil
+except ImportError:  # pragma: no cover - psutil is a test dependency of the project
+    psutil = None
+
+TEXT, BINARY, CLOSE, PING, PONG = 0x1, 0x2, 0x8, 0x9, 0xA
+MASK = b"\x00\x00\x00\x00"
+CONNECT_TIMEOUT = 30.0
+
+
+def client_frame(payload: bytes, opcode: int = TEXT) -> bytes:
+    n = len(payload)
+    if n < 126:
+        header = bytes((0x80 | opcode, 0x80 | n))
+    elif n < 1 << 16:
+        header = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
+    else:
+        header = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
+    return header + MASK + payload
+
+
+class Client(asyncio.Protocol):
+    """One WebSocket client. `on_frames(client, payloads)` gets every data frame of one read."""
+
+    def __init__(self, host: str, port: int, path: str, headers: dict[str, str]) -> None:
+        self.request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+            + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+            + "\r\n"
+        ).encode()
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.transport: asyncio.Transport | None = None
+        self.upgraded = False
+        self.closed = False
+        self.buf = b""
+        self.count = 0
+        self.tag: Any = None
+        self.on_frames: Callable[[Client, list[bytes]], None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        transport.write(self.request)  # type: ignore[attr-defined]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.opened.done():
+            self.opened.set_exception(ConnectionError(f"connection lost: {exc}"))
+
+    def data_received(self, data: bytes) -> None:
+        if self.buf:
+            data = self.buf + data
+            self.buf = b""
+        if not self.upgraded:
+            end = data.find(b"\r\n\r\n")
+            if end < 0:
+                self.buf = data
+                return
+            status = data[: data.find(b"\r\n")]
+            if b" 101 " not in status:
+                self.opened.set_exception(ConnectionError(status.decode(errors="replace")))
+                self.transport.close()
+                return
+            self.upgraded = True
+            self.opened.set_result(None)
+            data = data[end + 4 :]
+        i, n = 0, len(data)
+        payloads = []
+        while n - i >= 2:
+            b0, length = data[i], data[i + 1] & 0x7F
+            h = 2
+            if length == 126:
+                if n - i < 4:
+                    break
+                length, h = int.from_bytes(data[i + 2 : i + 4], "big"), 4
+            elif length == 127:
+                if n - i < 10:
+                    break
+                length, h = int.from_bytes(data[i + 2 : i + 10], "big"), 10
+            if n - i < h + length:
+                break
+            opcode = b0 & 0x0F
+            if opcode in (TEXT, BINARY):
+                payloads.append(data[i + h : i + h + length])
+            elif opcode == PING:
+                self.transport.write(client_frame(data[i + h : i + h + length], PONG))
+            elif opcode == CLOSE:
+                self.closed = True
+            i += h + length
+        if i < n:
+            self.buf = data[i:]
+        if payloads:
+            self.count += len(payloads)
+            if self.on_frames is not None:
+                self.on_frames(self, payloads)
+
+    def send(self, payload: bytes, opcode: int = TEXT) -> None:
+        self.transport.write(client_frame(payload, opcode))
+
+    def send_many(self, payloads: list[bytes], opcode: int = TEXT) -> None:
+        self.transport.write(b"".join([client_frame(p, opcode) for p in payloads]))
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+
+class Load:
+    def __init__(self, spec: dict[str, Any]) -> None:
+        self.spec = spec
+        self.host = spec.get("host", "127.0.0.1")
+        self.port = spec["port"]
+        self.prefix = spec["prefix"]  # e.g. "/parties/bcast/"
+        self.query = spec.get("query", "")
+        self.headers = spec.get("headers", {})
+        self.clients: list[Client] = []
+        self.server = ServerStats(spec.get("server_pids", []))
+
+    def url(self, room: str) -> str:
+        return f"{self.prefix}{room}{self.query}"
+
+    async def connect(self, room: str) -> Client:
+        loop = asyncio.get_running_loop()
+        client = Client(self.host, self.port, self.url(room), self.headers)
+        await loop.create_connection(lambda: client, self.host, self.port)
+        await asyncio.wait_for(client.opened, CONNECT_TIMEOUT)
+        self.clients.append(client)
+        return client
+
+    async def connect_many(self, rooms: list[str], concurrency: int) -> list[Client]:
+        out: list[Client | None] = [None] * len(rooms)
+        queue = iter(enumerate(rooms))
+
+        async def worker() -> None:
+            for index, room in queue:
+                out[index] = await self.connect(room)
+
+        await asyncio.gather(*[worker() for _ in range(min(concurrency, len(rooms)))])
+        return out  # type: ignore[return-value]
+
+    def close_all(self) -> None:
+        for client in self.clients:
+            client.abort()
+        self.clients = []
+
+    # -- scenarios ----------------------------------------------------------------------------
+
+    async def fanout(self) -> dict[str, Any]:
+        """S senders blast M messages each into a room of R receivers (and the senders): every
+        message reaches every connection. Deliveries counted at the R receivers."""
+        spec = self.spec
+        receivers_n, senders_n = spec["receivers"], spec["senders"]
+        messages, rounds, size = spec["messages"], spec["rounds"], spec.get("size", 64)
+        timeout = spec.get("timeout", 120.0)
+        results = []
+        for r in range(rounds):
+            room = f"fanout-{os.getpid()}-{r}"
+            receivers = await self.connect_many([room] * receivers_n, 50)
+            senders = await self.connect_many([room] * senders_n, 50)
+            everyone = receivers + senders
+            state: dict[str, Any] = {"target": receivers_n * senders_n, "total": 0}
+            state["done"] = asyncio.get_running_loop().create_future()
+
+            def counted(client: Client, payloads: list[bytes], state=state) -> None:
+                state["total"] += len(payloads)
+                if state["total"] >= state["target"] and not state["done"].done():
+                    state["done"].set_result(None)
+
+            for c in receivers:
+                c.on_frames = counted
+            # Warm-up: one message per sender must reach every receiver before the clock runs.
+            for i, s in enumerate(senders):
+                s.send(b"warm-%d" % i)
+            await asyncio.wait_for(state["done"], timeout)
+            await asyncio.sleep(0.2)
+            state["total"] = 0
+            state["target"] = receivers_n * senders_n * messages
+            state["done"] = done = asyncio.get_running_loop().create_future()
+            pad = b"x" * size
+            with self.window() as w:
+                for burst in range(0, messages, 50):
+                    for i, s in enumerate(senders):
+                        s.send_many(
+                            [
+                                (b"%d:%d:" % (i, k) + pad)[:size]
+                                for k in range(burst, min(burst + 50, messages))
+                            ]
+                        )
+                    await asyncio.sleep(0)
+                lost = 0
+                try:
+                    await asyncio.wait_for(done, timeout)
+                except TimeoutError:
+                    lost = state["target"] - state["total"]
+            results.append(
+                {
+                    "deliveries": state["total"],
+                    "lost": lost,
+                    "seconds": w.wall,
+                    "deliveries_per_s": state["total"] / w.wall,
+                    **w.cpu,
+                }
+            )
+            for c in everyone:
+                c.abort()
+            self.clients = []
+            await asyncio.sleep(0.3)
+        return summarize(results, "deliveries_per_s")
+
+    async def paced(self) -> dict[str, Any]:
+        """One sender at `rate` msg/s for `seconds` into a room of R receivers: latency of each
+        delivery (send time stamped in the message, same clock)."""
+        spec = self.spec
+        room = f"paced-{os.getpid()}"
+        receivers = await self.connect_many([room] * spec["receivers"], 50)
+        sender = await self.connect(room)
+        samples: list[int] = []
+        warm = asyncio.get_running_loop().create_future()
+        seen = {"n": 0}
+
+        def on_frames(client: Client, payloads: list[bytes]) -> None:
+            now = time.perf_counter_ns()
+            for p in payloads:
+                if p.startswith(b"t"):
+                    samples.append(now - int(p[1:20]))
+                else:
+                    seen["n"] += 1
+                    if seen["n"] == len(receivers) and not warm.done():
+                        warm.set_result(None)
+
+        for c in receivers:
+            c.on_frames = on_frames
+        sender.send(b"warm")
+        await asyncio.wait_for(warm, 30)
+        rate, seconds = spec["rate"], spec["seconds"]
+        total = int(rate * seconds)
+        pad = b"x" * 64
+        loop = asyncio.get_running_loop()
+        with self.window() as w:
+            start = loop.time()
+            for k in range(total):
+                delay = start + k / rate - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                sender.send((b"t%019d:" % time.perf_counter_ns() + pad)[:64])
+            deadline = loop.time() + 10
+            expected = total * len(receivers)
+            while len(samples) < expected and loop.time() < deadline:
+                await asyncio.sleep(0.01)
+        self.close_all()
+        samples.sort()
+        ms = [s / 1e6 for s in samples]
+        return {
+            "deliveries": len(samples),
+            "lost": expected - len(samples),
+            "p50_ms": pct(ms, 50),
+            "p99_ms": pct(ms, 99),
+            "max_ms": ms[-1] if ms else None,
+            "deliveries_per_s": len(samples) / w.wall,
+            **w.cpu,
+        }
+
+    async def idle(self) -> dict[str, Any]:
+        """N idle connections in one room: growth of the server's RSS per connection, after a
+        broadcast proved every connection is in the room."""
+        spec = self.spec
+        n = spec["connections"]
+        room = f"idle-{os.getpid()}"
+        first = await self.connect(room)
+        first.send(b"hello")
+        await asyncio.sleep(1.0)
+        before = self.server.rss()
+        t0 = time.perf_counter()
+        clients = [first, *await self.connect_many([room] * (n - 1), spec.get("concurrency", 64))]
+        connect_s = time.perf_counter() - t0
+        got = {"n": 0}
+        done = asyncio.get_running_loop().create_future()
+
+        def on_frames(client: Client, payloads: list[bytes]) -> None:
+            got["n"] += 1
+            if got["n"] >= n and not done.done():
+                done.set_result(None)
+
+        for c in clients:
+            c.count = 0
+            c.on_frames = on_frames
+        first.send(b"everyone")
+        lost = 0
+        try:
+            await asyncio.wait_for(done, 60)
+        except TimeoutError:
+            lost = n - got["n"]
+        await asyncio.sleep(2.0)
+        after = self.server.rss()
+        self.close_all()
+        return {
+            "connections": n,
+            "lost": lost,
+            "rss_before_mb": before / 2**20,
+            "rss_after_mb": after / 2**20,
+            "kb_per_connection": (after - before) / (n - 1) / 1024,
+            "connect_per_s": (n - 1) / connect_s,
+        }
+
+    async def coldstart(self) -> dict[str, Any]:
+        """Open N connections to N new rooms (`concurrency` at a time); each sends a message and
+        waits for its echo, so the room has started and handled an event."""
+        spec = self.spec
+        n, concurrency = spec["rooms"], spec.get("concurrency", 50)
+        tag = f"cold-{os.getpid()}-{time.time_ns()}"
+        latencies: list[float] = []
+        rooms = iter(range(n))
+
+        async def worker() -> None:
+            for i in rooms:
+                t = time.perf_counter()
+                client = await self.connect(f"{tag}-{i}")
+                got = asyncio.get_running_loop().create_future()
+                client.on_frames = lambda c, p, got=got: got.done() or got.set_result(None)
+                client.send(b"hello")
+                await asyncio.wait_for(got, 30)
+                latencies.append((time.perf_counter() - t) * 1000)
+
+        with self.window() as w:
+            await asyncio.gather(*[worker() for _ in range(concurrency)])
+        self.close_all()
+        latencies.sort()
+        return {
+            "rooms": n,
+            "rooms_per_s": n / w.wall,
+            "p50_ms": pct(latencies, 50),
+            "p99_ms": pct(latencies, 99),
+            **w.cpu,
+        }
+
+    async def crdt(self) -> dict[str, Any]:
+        """One client sends M Yjs updates (y-websocket sync frames) into a fresh room of R
+        clients; the server applies each and fans it out. Deliveries counted at the R clients."""
+        spec = self.spec
+        with open(spec["updates_file"], "rb") as f:
+            blob = f.read()
+        updates, i = [], 0
+        while i < len(blob):
+            n = int.from_bytes(blob[i : i + 4], "big")
+            updates.append(blob[i + 4 : i + 4 + n])
+            i += 4 + n
+        frames = [b"\x00\x02" + varuint(len(u)) + u for u in updates]
+        results = []
+        for r in range(spec["rounds"]):
+            room = f"crdt-{os.getpid()}-{r}"
+            receivers = await self.connect_many([room] * spec["receivers"], 20)
+            sender = await self.connect(room)
+            state: dict[str, Any] = {"total": 0, "target": len(receivers)}
+            state["done"] = done = asyncio.get_running_loop().create_future()
+
+            def on_frames(client: Client, payloads: list[bytes], state=state) -> None:
+                for p in payloads:
+                    if p[:2] == b"\x00\x02":
+                        state["total"] += 1
+                if state["total"] >= state["target"] and not state["done"].done():
+                    state["done"].set_result(None)
+
+            for c in receivers:
+                c.on_frames = on_frames
+            sender.send(frames[0], BINARY)  # warm-up: the first update reaches everyone
+            await asyncio.wait_for(done, 30)
+            await asyncio.sleep(0.2)
+            state["total"] = 0
+            state["target"] = len(receivers) * (len(frames) - 1)
+            state["done"] = done = asyncio.get_running_loop().create_future()
+            lost = 0
+            with self.window() as w:
+                for k in range(1, len(frames), 50):
+                    sender.send_many(frames[k : k + 50], BINARY)
+                    await asyncio.sleep(0)
+                try:
+                    await asyncio.wait_for(done, spec.get("timeout", 120.0))
+                except TimeoutError:
+                    lost = state["target"] - state["total"]
+            results.append(
+                {
+                    "deliveries": state["total"],
+                    "lost": lost,
+                    "seconds": w.wall,
+                    "deliveries_per_s": state["total"] / w.wall,
+                    "updates_per_s": (len(frames) - 1) / w.wall,
+                    **w.cpu,
+                }
+            )
+            self.close_all()
+            await asyncio.sleep(0.3)
+        return summarize(results, "deliveries_per_s")
+
+    async def storage(self) -> dict[str, Any]:
+        """C clients in `rooms` rooms each put a key, wait for the ack (sent once the write is
+        durable), and repeat for `seconds`."""
+        spec = self.spec
+        clients_n, rooms_n, seconds = spec["clients"], spec["rooms"], spec["seconds"]
+        tag = f"store-{os.getpid()}"
+        clients = await self.connect_many([f"{tag}-{i % rooms_n}" for i in range(clients_n)], 50)
+        latencies: list[float] = []
+        loop = asyncio.get_running_loop()
+        stop_at = 0.0
+
+        async def writer(index: int, client: Client) -> None:
+            k = 0
+            while loop.time() < stop_at:
+                got = loop.create_future()
+                client.on_frames = lambda c, p, got=got: got.done() or got.set_result(None)
+                t = time.perf_counter()
+                client.send(b"c%d-k%d" % (index, k))
+                await asyncio.wait_for(got, 30)
+                latencies.append((time.perf_counter() - t) * 1000)
+                k += 1
+
+        with self.window() as w:
+            stop_at = loop.time() + seconds
+            await asyncio.gather(*[writer(i, c) for i, c in enumerate(clients)])
+        self.close_all()
+        latencies.sort()
+        return {
+            "puts": len(latencies),
+            "puts_per_s": len(latencies) / w.wall,
+            "p50_ms": pct(latencies, 50),
+            "p99_ms": pct(latencies, 99),
+            **w.cpu,
+        }
+
+    @contextlib.contextmanager
+    def window(self):
+        w = Window(self.server)
+        w.start()
+        try:
+            yield w
+        finally:
+            w.stop()
+
+
+class ServerStats:
+    """CPU time and RSS of the server processes (each with its children, e.g. workerd)."""
+
+    def __init__(self, pids: list[int]) -> None:
+        self.procs = []
+        if psutil is not None:
+            for pid in pids:
+                with contextlib.suppress(psutil.Error):
+                    proc = psutil.Process(pid)
+                    self.procs += [proc, *proc.children(recursive=True)]
+
+    def cpu(self) -> float:
+        total = 0.0
+        for proc in self.procs:
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                total += times.user + times.system
+        return total
+
+    def rss(self) -> int:
+        total = 0
+        for proc in self.procs:
+            with contextlib.suppress(psutil.Error):
+                total += proc.memory_info().rss
+        return total
+
+
+class Window:
+    """Wall time, and the CPU time of the load generator and of the server, over a window."""
+
+    def __init__(self, server: ServerStats) -> None:
+        self.server = server
+        self.wall = 0.0
+        self.cpu: dict[str, float] = {}
+
+    def start(self) -> None:
+        self.t0, self.c0, self.s0 = time.perf_counter(), time.process_time(), self.server.cpu()
+
+    def stop(self) -> None:
+        self.wall = time.perf_counter() - self.t0
+        self.cpu = {
+            "loadgen_cpu_pct": 100 * (time.process_time() - self.c0) / self.wall,
+            "server_cpu_pct": 100 * (self.server.cpu() - self.s0) / self.wall,
+        }
+
+
+def varuint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def pct(sorted_values: list[float], p: float) -> float | None:
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, round(p / 100 * (len(sorted_values) - 1)))
+    return sorted_values[index]
+
+
+def summarize(rounds: list[dict[str, Any]], key: str) -> dict[str, Any]:
+    """The median round by `key`, with every round kept."""
+    ordered = sorted(rounds, key=lambda r: r[key])
+    median = ordered[len(ordered) // 2]
+    return {
+        **median,
+        "lost": sum(r["lost"] for r in rounds),
+        "rounds": [round(r[key]) for r in rounds],
+        "spread_pct": 100
+        * (ordered[-1][key] - ordered[0][key])
+        / statistics.mean(r[key] for r in rounds)
+        if len(rounds) > 1
+        else 0.0,
+    }
+
+
+async def main(spec: dict[str, Any]) -> dict[str, Any]:
+    load = Load(spec)
+    try:
+        return await getattr(load, spec["scenario"])()
+    finally:
+        load.close_all()
+
+
+if __name__ == "__main__":
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    spec = json.loads(sys.argv[1])
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+        loop_name = "uvloop"
+    except ImportError:
+        runner, loop_name = asyncio.run, "asyncio"
+    result = runner(main(spec))
+    result["loadgen_loop"] = loop_name
+    print(json.dumps(result), flush=True)

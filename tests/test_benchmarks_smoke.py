@@ -1,0 +1,60 @@
+"""The benchmark suite runs end to end (`benchmarks/run.py --quick`), so it cannot rot.
+
+Only what it reports is checked: exit status, the JSON's shape, positive figures, no lost
+message. Timing is never asserted: CI machines are shared and noisy. Baselines that need a
+network install (Node `ws` and PartyKit without benchmarks/node/node_modules, pycrdt-websocket
+without the package) are skipped by `--no-install`.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SCENARIOS = {
+    "fanout_1": "deliveries_per_s",
+    "idle_1k": "kb_per_connection",
+    "coldstart": "rooms_per_s",
+    "paced": "p99_ms",
+    "crdt": "deliveries_per_s",
+    "fanout_10": "deliveries_per_s",
+    "idle_10k": "kb_per_connection",
+    "storage": "puts_per_s",
+}
+
+
+def test_benchmarks_quick(tmp_path):
+    out = tmp_path / "bench.json"
+    run = subprocess.run(
+        [sys.executable, "benchmarks/run.py", "--quick", "--no-install", "--json", str(out)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-5000:]
+    document = json.loads(out.read_text())
+    assert document["quick"] is True
+    assert set(document["scenarios"]) == set(SCENARIOS)
+    for name, metric in SCENARIOS.items():
+        scenario = document["scenarios"][name]
+        assert scenario["metric"] == metric
+        servers = scenario["servers"]
+        assert "jupyter-party" in servers, name
+        if name in ("fanout_1", "coldstart", "paced", "fanout_10"):
+            assert "tornado-naive" in servers, name  # a baseline that needs no install
+        for server, result in servers.items():
+            where = f"{name}/{server}: {result}"
+            assert "error" not in result, where
+            assert result.get("lost", 0) == 0, where
+            if name.startswith("idle"):  # RSS may not grow at a few connections
+                assert result["connections"] > 0 and result["rss_after_mb"] > 0, where
+            else:
+                assert result[metric] > 0, where
+            if "loadgen_cpu_pct" in result:
+                assert result["loadgen_cpu_pct"] >= 0, where
+        if not name.startswith("idle"):  # RSS growth over a few connections is noise
+            for server, ratio in scenario["ratios"].items():
+                assert ratio > 0, (name, server)
+    assert "jupyter-party" in document["scenarios"]["crdt"]["servers"]
