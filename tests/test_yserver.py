@@ -228,3 +228,14 @@ async def _poll(check, timeout: float = 10.0):
     while not await check():
         assert time.monotonic() < deadline, f"timed out waiting for {check}"
         await asyncio.sleep(0.02)
+
+
+async def test_party_observer_errors_do_not_blame_the_sender(connect, http):
+    a = await YClient(await connect("parties/ywatch/obs")).sync()
+    b = await YClient(await connect("parties/ywatch/obs")).sync()
+    await a.edit(_append("explode"))
+    await a.settled()  # still connected: the sender did nothing wrong
+    await b.until(lambda: b.text == "explode")  # and the update reached everyone
+    state = json.loads((await http("parties/ywatch/obs")).body)
+    assert state["text"] == "explode"
+    assert any("Observer callback error" in e for e in state["errors"]), state

@@ -94,6 +94,7 @@ class YServer(Server):
         self._logged_updates = 0
         self._snapshot: list[str] = []  # keys of the persisted snapshot's parts
         self._seq = 0
+        self._subscription: Any = None  # the document observer; pycrdt drops it if unreferenced
         self._persisting: asyncio.Task[None] | None = None
         self._save_timer: asyncio.TimerHandle | None = None
         self._save_deadline: float | None = None
@@ -132,7 +133,7 @@ class YServer(Server):
             await self._load()
         else:
             self.epoch = uuid.uuid4().hex
-        self.document.observe(self._changed)
+        self._subscription = self.document.observe(self._changed)
         await maybe_await(self.on_load())
         await maybe_await(self.on_start())
 
@@ -196,7 +197,7 @@ class YServer(Server):
                 update = self.document.get_update(message.payload)
                 sender.send(sync_frame(STEP2, update))
             elif message.payload != _EMPTY_UPDATE and not self._read_only(sender):
-                self.document.apply_update(message.payload)
+                self._apply(message.payload)
         elif isinstance(message, AwarenessMessage):
             self._apply_awareness(message.update, frame, sender)
         elif isinstance(message, QueryAwareness) and self._awareness:
@@ -232,6 +233,14 @@ class YServer(Server):
         if accepted:
             same = len(accepted) == len(entries)
             self.room.broadcast(frame if same else awareness_frame(encode_awareness(accepted)))
+
+    def _apply(self, update: bytes) -> None:
+        """Apply a client's update. pycrdt re-raises the party's own observer errors after the
+        update is in: those are the party's bug, reported, not the sender's fault."""
+        try:
+            self.document.apply_update(update)
+        except ExceptionGroup as errors:
+            spawn(self.room.report_error("document observer", None, errors))
 
     def _read_only(self, connection: Connection) -> bool:
         # A read-only share link is enforced here, whatever the party's is_read_only says.
