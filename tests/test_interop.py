@@ -20,19 +20,14 @@ from pycrdt import Doc, Map, Provider, Text
 from tornado.websocket import WebSocketClientConnection
 
 import jupyter_party
-from conftest import eventually
+from conftest import eventually, require
 
 INTEROP = Path(__file__).parent / "interop"
 NODE = shutil.which("node")
 TIMEOUT = 20.0  # per line from a client; the client's own waits give up after 15 s
 
-pytestmark = [
-    pytest.mark.skipif(NODE is None, reason="node is not installed"),
-    pytest.mark.skipif(
-        not (INTEROP / "node_modules").is_dir(),
-        reason="JS dependencies missing: run `npm ci --prefix tests/interop`",
-    ),
-]
+require(NODE is not None, "node is not installed")
+require((INTEROP / "node_modules").is_dir(), "run `npm ci --prefix tests/interop`")
 
 
 def room_id(name: str) -> str:

@@ -11,9 +11,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from . import partylog
 from .alarms import AlarmClock
 from .errors import Overloaded
 from .http import Request, Response
+from .partylog import PartyLogs
 from .registry import Registry
 from .room import Room
 from .shares import Shares
@@ -25,6 +27,7 @@ log = logging.getLogger("jupyter_party")
 
 GOING_AWAY = 1001
 UNAUTHENTICATED = 4401
+SERVICE_RESTART = 1012
 
 
 @dataclass
@@ -64,6 +67,8 @@ class Host:
         self.backend: Backend = open_backend(storage_url)
         self.alarms = AlarmClock(self)
         self.shares = Shares(self.backend)
+        self.logs = PartyLogs()
+        partylog.install()
         self.parties = Parties(self)
         self.rooms: dict[tuple[str, str], Room] = {}
         self._idle: dict[Room, asyncio.TimerHandle] = {}
@@ -125,6 +130,17 @@ class Host:
                 if connection.share_id == id:
                     connection.close(UNAUTHENTICATED, "share link revoked")
         return revoked
+
+    async def reload(self, party: str) -> int:
+        """After a redeploy: stop the party's live rooms (their clients are told to reconnect
+        with 1012) so the next event runs the new code; storage is kept. Returns how many
+        connections were closed."""
+        rooms = [room for (name, _), room in self.rooms.items() if name == party]
+        closed = sum(len(room.get_connections()) for room in rooms)
+        for room in rooms:
+            self.discard(room)
+        await asyncio.gather(*(room.stop(SERVICE_RESTART, "party redeployed") for room in rooms))
+        return closed
 
     def describe(self) -> list[dict[str, Any]]:
         """Live rooms with their connection counts, for the admin API."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import sys
 import traceback
 from importlib.metadata import entry_points
@@ -17,10 +18,20 @@ from types import ModuleType
 
 from ..protocol.names import check_party_name
 from .errors import UnknownParty
+from .partylog import party_print
 from .server import Server
 
 log = logging.getLogger("jupyter_party")
 ENTRY_POINT_GROUP = "jupyter_party.parties"
+MODULE_PREFIX = "jupyter_party_parties."
+
+
+class DeployError(Exception):
+    """A deploy was refused; `traceback` is the full text, for the deploying notebook."""
+
+    def __init__(self, message: str, traceback: str) -> None:
+        super().__init__(message)
+        self.traceback = traceback
 
 
 class Registry:
@@ -32,7 +43,7 @@ class Registry:
         self._classes: dict[str, type[Server]] = {}
         self._sources: dict[str, str] = {}
         self._load_entry_points()
-        for path in sorted(self.parties_dir.glob("*.py")) if self.parties_dir else ():
+        for path in sorted(self.parties_dir.glob("[!.]*.py")) if self.parties_dir else ():
             self._load_file(path)
 
     def names(self) -> list[str]:
@@ -70,6 +81,29 @@ class Registry:
         self._sources[name] = source
         self.errors.pop(name, None)
 
+    def deploy(self, name: str, source: str) -> type[Server]:
+        """Make `source` party `name`, stored in `parties_dir` so it survives restarts.
+
+        The source is imported first; if that fails (syntax error, import error, no Server
+        subclass) DeployError carries the traceback and the running version is untouched.
+        """
+        check_party_name(name)
+        if self.parties_dir is None:
+            raise DeployError("this server has no parties_dir to deploy into", "")
+        self.parties_dir.mkdir(parents=True, exist_ok=True)
+        path = self.parties_dir / f"{name}.py"
+        staged = self.parties_dir / f".{name}.deploying.py"
+        staged.write_text(source, "utf-8")
+        try:
+            server_class = _party_class(_import_file(staged, name))
+        except Exception as error:
+            staged.unlink(missing_ok=True)
+            summary = traceback.format_exception_only(error)[-1].strip()
+            raise DeployError(summary, traceback.format_exc()) from None
+        os.replace(staged, path)  # atomic: a crash leaves the old file or the new one
+        self.add(name, server_class, str(path))
+        return server_class
+
     def _load_entry_points(self) -> None:
         for point in entry_points(group=ENTRY_POINT_GROUP):
             self._guarded(point.name, f"entry point {point.value}", point.load)
@@ -86,15 +120,21 @@ class Registry:
             log.error("party %r from %s failed to load", name, source, exc_info=True)
 
 
-def _import_file(path: Path) -> ModuleType:
-    name = f"jupyter_party_parties.{path.stem}"
+def _import_file(path: Path, party: str | None = None) -> ModuleType:
+    """Import a party module; its logger is `jupyter_party_parties.<party>`."""
+    name = f"{MODULE_PREFIX}{party or path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
+    module.print = party_print  # what the party prints reaches its log
+    previous = sys.modules.get(name)
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
     except BaseException:
-        sys.modules.pop(name, None)
+        if previous is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = previous
         raise
     return module
 

@@ -21,6 +21,7 @@ from . import stall
 from .connection import Connection, Outgoing
 from .errors import RoomError
 from .http import Request, Response, to_response
+from .partylog import current_room
 from .server import ConnectionContext, Server
 from .storage import Storage
 
@@ -142,11 +143,13 @@ class Room:
         if not self._gate.is_set():
             return self._deliver_later(connection, message)
         start = perf_counter()
+        context = self._host.logs.enter(self.party, self.id)
         try:
             result = self.server.handle_message(message, connection)
         except Exception as error:
             return self.report_error("on_message", connection, error)
         finally:
+            current_room.reset(context)
             if (elapsed := perf_counter() - start) > self._host.limits.stall_warning > 0:
                 stall.report(self.party, self.id, "on_message", elapsed)
         if result is not None and inspect.isawaitable(result):
@@ -227,23 +230,34 @@ class Room:
         if result is not None:
             await result
 
-    def _run(self, hook: str, fn: Callable[..., Any], *args: Any) -> Awaitable[Any]:
-        """Call hook `fn(*args)`, await its result if need be, and warn of event-loop stalls."""
-        return stall.run(self._host.limits.stall_warning, self.party, self.id, hook, fn, *args)
+    async def _run(self, hook: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Call hook `fn(*args)` as this room's code (its output goes to the party's log),
+        await its result if need be, and warn of event-loop stalls."""
+        context = self._host.logs.enter(self.party, self.id)
+        try:
+            limit = self._host.limits.stall_warning
+            return await stall.run(limit, self.party, self.id, hook, fn, *args)
+        finally:
+            current_room.reset(context)
 
     async def _settle(self, hook: str, connection: Connection | None, result: Any) -> None:
+        context = self._host.logs.enter(self.party, self.id)
         try:
             await maybe_await(
                 stall.timed(result, self._host.limits.stall_warning, self.party, self.id, hook)
             )
         except Exception as error:
             await self.report_error(hook, connection, error)
+        finally:
+            current_room.reset(context)
 
     async def report_error(
         self, hook: str, connection: Connection | None, error: BaseException
     ) -> None:
-        """Log a handler error with its party and room, then pass it to `on_error`."""
+        """Log a handler error with its party and room (also in the party's own log, for the
+        notebook that deployed it), then pass it to `on_error`."""
         log.error("party %r room %r: %s raised", self.party, self.id, hook, exc_info=error)
+        self._host.logs.error(self.party, self.id, hook, error)
         if self.server is None or hook == "on_error":
             return
         try:

@@ -8,6 +8,7 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
+from ..runtime.registry import DeployError
 from ..runtime.shares import DEFAULT_EXPIRES_IN
 from .room_handler import HOST_SETTING, SHARE_PARAM
 
@@ -92,3 +93,43 @@ def share_url(request, base_url: str, party: str, room: str, token: str) -> str:
     """The absolute URL of a room's share page, carrying `token`."""
     query = urlencode({SHARE_PARAM: token})
     return f"{request.protocol}://{request.host}{base_url}party-share/{party}/{room}?{query}"
+
+
+class DeployHandler(_AdminHandler):
+    """`POST party-api/parties/{name}` with `{"source": ...}`: deploy or hot-reload a party.
+
+    A refused deploy answers 400 with the traceback; the running version keeps running.
+    """
+
+    @web.authenticated
+    @authorized
+    async def post(self, name: str) -> None:
+        source = (self.get_json_body() or {}).get("source")
+        if not isinstance(source, str):
+            raise web.HTTPError(400, "a JSON body with the party's source is required")
+        try:
+            self.host.registry.deploy(name, source)
+        except DeployError as error:
+            self.set_status(400)
+            self.finish({"error": str(error), "traceback": error.traceback})
+            return
+        closed = await self.host.reload(name)
+        path = self.host.registry.source(name)
+        self.finish({"name": name, "path": path, "reloaded": closed > 0, "closed": closed})
+
+
+class LogsHandler(_AdminHandler):
+    """`GET party-api/parties/{name}/logs?after=N&wait=S`: the party's output after record N,
+    waiting up to S seconds (at most 60) for something new."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, name: str) -> None:
+        try:
+            after = int(self.get_query_argument("after", "0"))
+            wait = min(float(self.get_query_argument("wait", "0")), 60.0)
+        except ValueError:
+            raise web.HTTPError(400, "after must be an integer and wait a number") from None
+        log = self.host.logs[name]
+        await log.wait(after, wait)
+        self.finish({"records": log.after(after), "next": log.last})

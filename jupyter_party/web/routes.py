@@ -5,7 +5,14 @@ Paths are relative: the Jupyter extension machinery prefixes the server's base_u
 
 from __future__ import annotations
 
-from .api import PartiesHandler, RoomsHandler, ShareHandler, SharesHandler
+from .api import (
+    DeployHandler,
+    LogsHandler,
+    PartiesHandler,
+    RoomsHandler,
+    ShareHandler,
+    SharesHandler,
+)
 from .room_handler import RoomHandler
 from .share_page import SharePageHandler
 
@@ -13,6 +20,8 @@ ROUTES = [
     (r"/parties(?:/.*)?", RoomHandler),
     (r"/party(?:/.*)?", RoomHandler),
     (r"/party-api/parties/?", PartiesHandler),
+    (r"/party-api/parties/([a-z0-9_-]{1,64})", DeployHandler),
+    (r"/party-api/parties/([a-z0-9_-]{1,64})/logs", LogsHandler),
     (r"/party-api/rooms/?", RoomsHandler),
     (r"/party-api/share/?", SharesHandler),
     (r"/party-api/share/([0-9a-f]{64})", ShareHandler),

@@ -1,0 +1,118 @@
+"""What party code prints, logs and raises, kept per party and streamed back (DESIGN §6).
+
+Hooks run with `current_room` set to `(logs, party, room id)`; tasks that party code starts
+from a hook inherit it. While it is set, `print` output (of party modules) and log records
+land in that party's bounded log, so the notebook that deployed a party sees its output
+instead of a server log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import logging
+import sys
+import time
+import traceback
+from collections import deque
+from contextvars import ContextVar
+from dataclasses import asdict, dataclass
+from typing import Any
+
+current_room: ContextVar[tuple[PartyLogs, str, str] | None] = ContextVar(
+    "jupyter_party_room", default=None
+)
+
+MAX_RECORDS = 1000
+
+
+@dataclass(frozen=True)
+class Record:
+    seq: int
+    time: float
+    room: str | None
+    kind: str  # "print", "log" or "error"
+    text: str
+
+
+class PartyLog:
+    """One party's most recent records, numbered, with waiting for new ones."""
+
+    def __init__(self, maxlen: int = MAX_RECORDS) -> None:
+        self.records: deque[Record] = deque(maxlen=maxlen)
+        self._seq = 0
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def append(self, kind: str, room: str | None, text: str) -> None:
+        self._seq += 1
+        self.records.append(Record(self._seq, time.time(), room, kind, text))
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    def after(self, seq: int) -> list[dict[str, Any]]:
+        return [asdict(r) for r in self.records if r.seq > seq]
+
+    @property
+    def last(self) -> int:
+        return self._seq
+
+    async def wait(self, seq: int, timeout: float) -> None:
+        """Return once a record newer than `seq` exists, or after `timeout` seconds."""
+        if self._seq > seq or timeout <= 0:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        await asyncio.wait([waiter], timeout=timeout)
+
+
+class PartyLogs(dict[str, PartyLog]):
+    """Every party's log, created on first use."""
+
+    def __missing__(self, party: str) -> PartyLog:
+        log = self[party] = PartyLog()
+        return log
+
+    def enter(self, party: str, room: str) -> Any:
+        """Mark the running code as `(party, room)`'s; returns a token for `current_room.reset`."""
+        return current_room.set((self, party, room))
+
+    def error(self, party: str, room: str | None, hook: str, error: BaseException) -> None:
+        text = "".join(traceback.format_exception(error)).rstrip()
+        self[party].append("error", room, f"{hook} raised:\n{text}")
+
+
+def party_print(
+    *args: Any, sep: str | None = " ", end: str | None = "\n", file: Any = None, flush: bool = False
+) -> None:
+    """`print` as party modules see it: printed as usual, and kept in the party's log.
+
+    The registry puts it in each party module's globals, so it works whatever a host
+    process (a test runner, a notebook) does with sys.stdout.
+    """
+    builtins.print(*args, sep=sep, end=end, file=file, flush=flush)
+    where = current_room.get()
+    if where is not None and file in (None, sys.stdout, sys.stderr):
+        logs, party, room = where
+        for line in (" " if sep is None else sep).join(map(str, args)).split("\n"):
+            logs[party].append("print", room, line)
+
+
+class _LogHandler(logging.Handler):
+    """Log records emitted while a party hook runs. Our own error reports are left out:
+    they are recorded with their traceback by `PartyLogs.error`."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        where = current_room.get()
+        if where is not None and record.name != "jupyter_party":
+            logs, party, room = where
+            logs[party].append("log", room, f"{record.levelname} {record.getMessage()}")
+
+
+def install() -> None:
+    """Capture party log records process-wide (once); `current_room` routes them per party."""
+    root = logging.getLogger()
+    if not any(isinstance(handler, _LogHandler) for handler in root.handlers):
+        root.addHandler(_LogHandler())
+        logging.getLogger("jupyter_party_parties").setLevel(logging.INFO)
