@@ -75,6 +75,7 @@ class Connection:
         self._loop = asyncio.get_running_loop()
         self._queue: list[Outgoing] = []
         self._pending = 0  # bytes queued plus bytes handed to the transport but not yet flushed
+        self._queued = 0  # bytes in _queue
         self._in_flight = 0
         self._writing = False
 
@@ -100,7 +101,7 @@ class Connection:
         if self.closed:
             return
         if self._queue:  # ahead of the close frame, even if a flush is already scheduled
-            batch, self._queue = self._queue, []
+            batch, self._queue, self._queued = self._queue, [], 0
             with contextlib.suppress(Exception):
                 self._transport.write(batch)
         self._shut(code, reason)
@@ -113,6 +114,7 @@ class Connection:
             self._shut(OVERLOADED, "send buffer full: the client is not reading")
             return
         self._queue.append(message)
+        self._queued += size
         self._pending += size
         if not self._writing:
             self._writing = True
@@ -123,7 +125,7 @@ class Connection:
         if self.closed or not batch:
             self._writing = False
             return
-        self._in_flight = sum(len(m.payload) for m in batch)
+        self._in_flight, self._queued = self._queued, 0
         try:
             future = self._transport.write(batch)
         except Exception:  # the socket went away under us; its close event follows
@@ -152,4 +154,4 @@ class Connection:
         """Stop queueing: the socket is closing or closed. Drops what was not written."""
         self.closed = True
         self._queue = []
-        self._pending = 0
+        self._pending = self._queued = 0
