@@ -8,6 +8,8 @@ token URL behave exactly as in `jupyter server`.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import contextlib
 import sys
 
 
@@ -36,13 +38,26 @@ def main(argv: list[str] | None = None) -> None:
     share.add_argument("--expires-in", type=float, default=24 * 3600, metavar="SECONDS")
     share.add_argument("--server", help="server URL (default: the running Jupyter server)")
     share.add_argument("--token", help="Jupyter token of that server")
+    deploy = commands.add_parser(
+        "deploy",
+        help="deploy (or hot-reload) a party module on a running server",
+        description="Send a party module to the Jupyter server, which stores it and reloads it "
+        "(live connections of the party reconnect to the new code).",
+    )
+    deploy.add_argument("file", help="the party's module, e.g. chat.py")
+    deploy.add_argument("--name", help="party name (default: the file's stem)")
+    deploy.add_argument("--server", help="server URL (default: the running Jupyter server)")
+    deploy.add_argument("--token", help="Jupyter token of that server")
     args, rest = parser.parse_known_args(argv)
     if args.command == "serve":
         _serve(args, rest)
-    else:
-        if rest:
-            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "share":
         _share(args)
+    else:
+        _deploy(args)
 
 
 def _serve(args: argparse.Namespace, rest: list[str]) -> None:
@@ -55,6 +70,10 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> None:
         "ServerApp.ip": args.ip,
     }
     argv = [f"--{name}={value}" for name, value in options.items() if value is not None]
+    with contextlib.suppress(ImportError):  # a faster event loop, when installed
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     PartyApp.load_other_extensions = False
     PartyApp.launch_instance(argv=argv + rest)
 
@@ -74,6 +93,21 @@ def _share(args: argparse.Namespace) -> None:
     except (ServerNotFound, ShareLinkError) as error:
         sys.exit(f"jupyter party share: {error}")
     print(url)
+
+
+def _deploy(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .client import DeployError, ServerNotFound, deploy
+
+    path = Path(args.file)
+    if not path.is_file():
+        sys.exit(f"jupyter party deploy: no such file: {path}")
+    try:
+        result = deploy(path, args.name, server=args.server, token=args.token)
+    except (ServerNotFound, DeployError, ConnectionError, ValueError) as error:
+        sys.exit(f"jupyter party deploy: {error}")
+    print(result)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from tornado.httpclient import HTTPClientError
 
 from jupyter_party.runtime.registry import Registry
 
-GREETER = '''
+GREETER = """
 from jupyter_party import Server
 
 class Greeter(Server):
@@ -26,7 +26,7 @@ class Greeter(Server):
         sender.send(message.upper())
 
 GREETING = "{greeting}"
-'''
+"""
 
 
 @pytest.fixture

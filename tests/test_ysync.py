@@ -15,6 +15,8 @@ from jupyter_party.protocol.ysync import (
     FrameError,
     QueryAwareness,
     SyncMessage,
+    check_state_vector,
+    check_update,
     decode_awareness,
     encode_awareness,
     parse_frame,
@@ -113,3 +115,15 @@ def test_batch_marker_must_be_well_formed():
         BatchAssembler(10).feed_text(BATCH_PREFIX + "{not json")
     with pytest.raises(FrameError):
         BatchAssembler(10).feed_text(BATCH_PREFIX + json.dumps({"type": "start"}))
+
+
+def test_counts_that_cannot_fit_are_refused():
+    doc = Doc()
+    doc.get("t", type=Text).__iadd__("hi")
+    check_state_vector(doc.get_state())  # real ones pass
+    check_update(doc.get_update())
+    check_update(b"\x00\x00")
+    with pytest.raises(FrameError, match="claims"):
+        check_state_vector(write_var_uint(2**28) + b"\x01\x01")  # yrs would reserve ~0.5 GB
+    with pytest.raises(FrameError, match="claims"):
+        check_update(write_var_uint(2**40) + b"\x00")

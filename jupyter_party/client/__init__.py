@@ -1,19 +1,31 @@
 """Notebook-side clients of jupyter-party rooms (DESIGN §9)."""
 
+from .deploy import DeployError, DeployResult, deploy
 from .discovery import ServerInfo, ServerNotFound, find_server
+from .logs import logs
+from .room import BlockingRoomClient, RoomClient, RoomResponse, connect, connect_blocking
 from .share import ShareLinkError, share_link
 from .ydoc import Awareness, DocumentRecreated, RoomDoc, RoomRefused, doc, doc_blocking
 
 __all__ = [
     "Awareness",
+    "BlockingRoomClient",
+    "DeployError",
+    "DeployResult",
     "DocumentRecreated",
+    "RoomClient",
     "RoomDoc",
     "RoomRefused",
+    "RoomResponse",
     "ServerInfo",
     "ServerNotFound",
     "ShareLinkError",
+    "connect",
+    "connect_blocking",
+    "deploy",
     "doc",
     "doc_blocking",
     "find_server",
+    "logs",
     "share_link",
 ]

@@ -50,6 +50,7 @@ from ..protocol.ysync import (
     sync_frame,
 )
 from ..runtime.tasks import spawn
+from ._loop import _background_loop
 from .discovery import find_server
 
 log = logging.getLogger("jupyter_party.client")
@@ -530,22 +531,6 @@ async def doc(
 
 
 # -- blocking use, from code without a running event loop -------------------------------------
-
-_background: asyncio.AbstractEventLoop | None = None
-_background_lock = threading.Lock()
-
-
-def _background_loop() -> asyncio.AbstractEventLoop:
-    global _background
-    with _background_lock:
-        if _background is None:
-            loop = asyncio.new_event_loop()
-            thread = threading.Thread(
-                target=loop.run_forever, name="jupyter-party-client", daemon=True
-            )
-            thread.start()
-            _background = loop
-        return _background
 
 
 def doc_blocking(party: str, room: str, **kwargs: Any) -> RoomDoc:

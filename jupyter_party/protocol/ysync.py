@@ -114,6 +114,23 @@ def awareness_frame(update: bytes) -> bytes:
     return bytes((AWARENESS,)) + write_var_bytes(update)
 
 
+def check_state_vector(state_vector: bytes) -> None:
+    """Refuse a state vector whose entry count cannot fit in its bytes: yrs would reserve
+    memory for the count it claims before reading a single entry."""
+    _check_count(state_vector, 2, "state vector")
+
+
+def check_update(update: bytes) -> None:
+    """Refuse an update whose leading client count cannot fit in its bytes (same hazard)."""
+    _check_count(update, 2, "update")
+
+
+def _check_count(data: bytes, min_entry: int, what: str) -> None:
+    count, pos = read_var_uint(data, 0)
+    if count * min_entry > len(data) - pos:
+        raise FrameError(f"{what} claims {count} entries in {len(data)} bytes")
+
+
 # -- awareness --------------------------------------------------------------------------------
 
 
@@ -143,7 +160,7 @@ def decode_awareness(update: bytes) -> list[AwarenessEntry]:
         try:
             state = raw.decode("utf-8")
             json.loads(state)
-        except ValueError:
+        except (ValueError, RecursionError):
             raise FrameError(f"awareness state of client {client} is not JSON") from None
         entries.append(AwarenessEntry(client, clock, state))
     if pos != len(update):
@@ -224,7 +241,7 @@ class BatchAssembler:
 def _parse_marker(text: str) -> dict:
     try:
         marker = json.loads(text[len(BATCH_PREFIX) :])
-    except ValueError:
+    except (ValueError, RecursionError):
         raise FrameError("batch marker is not JSON") from None
     valid = (
         isinstance(marker, dict)

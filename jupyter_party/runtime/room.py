@@ -89,6 +89,10 @@ class Room:
             if connection.id not in skip:
                 connection._enqueue(outgoing)
 
+    def discard(self) -> None:
+        """Forget this instance: the next event creates a new one (storage is kept)."""
+        self._host.discard(self)
+
     def get_connection(self, id: str) -> Connection | None:
         """The newest open connection with this id, or None."""
         for connection in reversed(self._connections):

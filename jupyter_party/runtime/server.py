@@ -49,6 +49,9 @@ class Server:
     #: Bytes queued for one slow client before it is closed with 1013; None means the
     #: server's `send_buffer_limit`.
     send_buffer_limit: ClassVar[int | None] = None
+    #: Over the inbound rate limit, drop messages (then close after repeated strikes), or,
+    #: if False, close at once: for protocols where a lost message corrupts state.
+    rate_limit_drops: ClassVar[bool] = True
 
     def __init__(self, room: Room) -> None:
         self.room = room

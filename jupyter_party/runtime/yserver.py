@@ -36,6 +36,8 @@ from ..protocol.ysync import (
     QueryAwareness,
     SyncMessage,
     awareness_frame,
+    check_state_vector,
+    check_update,
     decode_awareness,
     encode_awareness,
     parse_frame,
@@ -51,6 +53,7 @@ from .tasks import spawn
 log = logging.getLogger("jupyter_party")
 
 INVALID_DATA = 1007
+SERVICE_RESTART = 1012
 EPOCH_CHANGED = 4409
 _EMPTY_UPDATE = b"\x00\x00"
 _SNAPSHOT, _LOG, _EPOCH = "y:snapshot.", "y:u:", "y:epoch"
@@ -78,6 +81,9 @@ class YServer(Server):
     max_message_size: ClassVar[int] = 16 << 20
     #: A joining client may be sent the whole document plus concurrent updates at once.
     send_buffer_limit: ClassVar[int] = 64 << 20
+    #: Over the inbound rate a connection is closed, never thinned: a dropped update would
+    #: leave every later update of that client unapplied.
+    rate_limit_drops: ClassVar[bool] = False
     #: Largest awareness state of one client, in bytes of JSON.
     max_awareness_state: ClassVar[int] = 16 << 10
 
@@ -94,6 +100,7 @@ class YServer(Server):
         self._logged_updates = 0
         self._snapshot: list[str] = []  # keys of the persisted snapshot's parts
         self._seq = 0
+        self._broken = False  # set when yrs panicked: see _reset
         self._subscription: Any = None  # the document observer; pycrdt drops it if unreferenced
         self._persisting: asyncio.Task[None] | None = None
         self._save_timer: asyncio.TimerHandle | None = None
@@ -149,6 +156,8 @@ class YServer(Server):
         await maybe_await(self.on_connect(connection, ctx))
 
     def handle_message(self, message: str | bytes, sender: Connection) -> Any:
+        if self._broken:
+            return None
         try:
             if isinstance(message, bytes):
                 batch = self._batches.get(sender)
@@ -171,6 +180,7 @@ class YServer(Server):
             if type(error).__name__ != "PanicException":
                 raise
             self._refuse(sender, error)
+            self._reset(error)
         return None
 
     async def handle_close(self, connection: Connection, code: int, reason: str) -> None:
@@ -194,9 +204,11 @@ class YServer(Server):
         message = parse_frame(frame)
         if isinstance(message, SyncMessage):
             if message.step == STEP1:
+                check_state_vector(message.payload)
                 update = self.document.get_update(message.payload)
                 sender.send(sync_frame(STEP2, update))
             elif message.payload != _EMPTY_UPDATE and not self._read_only(sender):
+                check_update(message.payload)
                 self._apply(message.payload)
         elif isinstance(message, AwarenessMessage):
             self._apply_awareness(message.update, frame, sender)
@@ -215,20 +227,19 @@ class YServer(Server):
         if not limiter.allow():
             return
         entries = decode_awareness(update)
+        if any(len(entry.state) > self.max_awareness_state for entry in entries):
+            raise FrameError(f"awareness state over {self.max_awareness_state} bytes")
         accepted = []
         for entry in entries:
-            owner = self._owners.setdefault(entry.client, sender)
-            if owner is not sender:
-                if owner.id != sender.id:
-                    continue  # another client's id: not this sender's to change
-                self._owners[entry.client] = sender  # the same client, reconnected
+            owner = self._owners.get(entry.client)
+            if owner is not None and owner is not sender and owner.id != sender.id:
+                continue  # another client's id: not this sender's to change
             if entry.removed:
                 self._awareness.pop(entry.client, None)
-                del self._owners[entry.client]
-            elif len(entry.state) > self.max_awareness_state:
-                raise FrameError(f"awareness state over {self.max_awareness_state} bytes")
-            else:
+                self._owners.pop(entry.client, None)
+            else:  # a new id, the sender's own, or the same client (_pk) reconnected
                 self._awareness[entry.client] = entry
+                self._owners[entry.client] = sender
             accepted.append(entry)
         if accepted:
             same = len(accepted) == len(entries)
@@ -335,9 +346,26 @@ class YServer(Server):
         """Make everything durable and compact (snapshot mode), then run `on_save`."""
         if self._persisting is not None:
             await self._persisting
+        if self._broken:
+            return  # never read a document yrs gave up on; storage holds what was observed
         if self.persistence == "snapshot":
             await self._compact()
         await self._save()
+
+    def _reset(self, error: BaseException) -> None:
+        """yrs panicked half way through a transaction: this document can no longer be
+        trusted (or even read safely). Drop the instance and send everyone to a fresh one,
+        rebuilt from storage, which only ever received updates that were fully applied."""
+        self._broken = True
+        log.error(
+            "party %r room %r: the CRDT engine failed (%s); reloading the room",
+            self.room.party,
+            self.room.id,
+            error,
+        )
+        self.room.discard()
+        for connection in self.room.get_connections():
+            connection.close(SERVICE_RESTART, "document reset: reconnect")
 
     def _schedule_save(self) -> None:
         loop = asyncio.get_running_loop()
@@ -350,6 +378,8 @@ class YServer(Server):
         self._save_timer = loop.call_at(when, lambda: spawn(self._save()))
 
     async def _save(self) -> None:
+        if self._broken:
+            return
         if self._save_timer is not None:
             self._save_timer.cancel()
         self._save_timer = self._save_deadline = None

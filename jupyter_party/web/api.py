@@ -10,6 +10,8 @@ from tornado import web
 
 from ..runtime.registry import DeployError
 from ..runtime.shares import DEFAULT_EXPIRES_IN
+from ..runtime.yserver import YServer
+from ..widgets._uisource import party_ui_source
 from .room_handler import HOST_SETTING, SHARE_PARAM
 
 
@@ -29,7 +31,8 @@ class PartiesHandler(_AdminHandler):
     def get(self) -> None:
         registry = self.host.registry
         parties = [
-            {"name": n, "source": registry.source(n), "error": None} for n in registry.names()
+            {"name": n, "source": registry.source(n), "error": None, **_describe(registry.get(n))}
+            for n in registry.names()
         ]
         parties += [
             {"name": n, "source": None, "error": error}
@@ -37,6 +40,16 @@ class PartiesHandler(_AdminHandler):
             if n not in registry.names()
         ]
         self.finish({"parties": parties})
+
+
+def _describe(server_class: type) -> dict:
+    """What a notebook needs to show a party: its kind and its own front end, if any."""
+    described = {"kind": "yserver" if issubclass(server_class, YServer) else "server"}
+    try:
+        described["ui"] = party_ui_source(server_class)
+    except OSError as error:  # a `ui` file that is missing: say so instead of failing
+        described.update(ui=None, ui_error=str(error))
+    return described
 
 
 class RoomsHandler(_AdminHandler):

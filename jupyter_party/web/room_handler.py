@@ -216,7 +216,8 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
             return None
         if self._limiter.allow(len(message)):  # text is counted in characters, not bytes
             return self._room.deliver(connection, message)
-        if self._limiter.strike() and not connection.closed:  # dropped; too often: closed
+        drops = self._server_class.rate_limit_drops
+        if (not drops or self._limiter.strike()) and not connection.closed:  # or dropped
             logging.getLogger("jupyter_party").warning(
                 "party %r room %r: closing %r: rate limit exceeded",
                 self._room.party,

@@ -1,0 +1,23 @@
+"""The background event loop that blocking clients (`doc_blocking`, `connect_blocking`) run on."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+_background: asyncio.AbstractEventLoop | None = None
+_background_lock = threading.Lock()
+
+
+def _background_loop() -> asyncio.AbstractEventLoop:
+    """One daemon thread running an event loop, started on first use and shared by clients."""
+    global _background
+    with _background_lock:
+        if _background is None:
+            loop = asyncio.new_event_loop()
+            thread = threading.Thread(
+                target=loop.run_forever, name="jupyter-party-client", daemon=True
+            )
+            thread.start()
+            _background = loop
+        return _background

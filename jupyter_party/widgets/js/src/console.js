@@ -1,0 +1,150 @@
+// Room console widget (anywidget module): connection status, own id, presence, live message
+// log and a send box -- the notebook twin of the share page (web/templates/share.html).
+//
+// State lives in the model so every view (and the kernel) sees the same thing:
+//   status, connection_id, connections (room size, -1 unknown), messages [{dir, text, time}].
+// In direct mode this module's per-model session writes them; in relay mode the kernel does.
+import { openTransport, randomId, roomConnections, sharedSession } from "./transport.js";
+
+export const MAX_MESSAGES = 200;
+const POLL_MS = 5000;
+
+export const CSS = `
+.jp-party-console { font: 13px/1.4 system-ui, sans-serif; border: 1px solid #d0d7de; border-radius: 6px; overflow: hidden; max-width: 900px; }
+.jp-party-console header { padding: .4em .8em; background: #24292f; color: #fff; display: flex; gap: 1em; align-items: baseline; flex-wrap: wrap; }
+.jp-party-console header h1 { font-size: 1em; margin: 0; color: #fff; }
+.jp-party-console .status { margin-left: auto; font-size: .9em; }
+.jp-party-console .status.connected { color: #7ee787; } .jp-party-console .status.closed { color: #ff7b72; }
+.jp-party-console .presence { padding: .3em .8em; background: #f6f8fa; color: #57606a; font-size: .9em; border-bottom: 1px solid #d0d7de; }
+.jp-party-console .log { height: 14em; overflow: auto; margin: 0; padding: .4em .8em; font: 12px/1.4 ui-monospace, monospace; white-space: pre-wrap; }
+.jp-party-console .log .in { color: #0550ae; } .jp-party-console .log .out { color: #116329; } .jp-party-console .log .info { color: #6e7781; }
+.jp-party-console form { display: flex; gap: .5em; padding: .4em .8em; border-top: 1px solid #d0d7de; margin: 0; }
+.jp-party-console input { flex: 1; font: inherit; padding: .2em .4em; }
+`;
+
+function describe(data) {
+  return typeof data === "string" ? data : `<${data.byteLength} bytes of binary data>`;
+}
+
+/** Append to the model's message log (bounded) and sync it to the kernel. */
+export function logMessage(model, dir, text) {
+  const messages = [...(model.get("messages") || []), { dir, text, time: Date.now() }];
+  model.set("messages", messages.slice(-MAX_MESSAGES));
+  model.save_changes();
+}
+
+function setState(model, state) {
+  for (const [key, value] of Object.entries(state)) model.set(key, value);
+  model.save_changes();
+}
+
+/** The per-model connection (direct mode writes the model's state; relay: the kernel does). */
+function createSession(model, env) {
+  const id = model.get("connection_id") || randomId();
+  const transport = openTransport(model, { id, env });
+  const direct = transport.mode === "direct";
+  const party = model.get("party");
+  const room = model.get("room");
+  let poll = null;
+  const refresh = async () => {
+    const count = await roomConnections(transport, party, room, env.fetch || globalThis.fetch);
+    if (count !== null && count !== model.get("connections")) setState(model, { connections: count });
+  };
+  if (direct) {
+    setState(model, { connection_id: id, status: "connecting", mode_used: "direct" });
+    transport.on("open", () => {
+      setState(model, { status: "connected" });
+      logMessage(model, "info", "connected");
+      clearInterval(poll);
+      setTimeout(refresh, 300); // let the server finish accepting us before counting
+      poll = setInterval(refresh, POLL_MS);
+    });
+    transport.on("message", (data) => logMessage(model, "in", describe(data)));
+    transport.on("close", ({ code, reason, final }) => {
+      clearInterval(poll);
+      if (code === 1000 && reason === "widget closed") return;
+      setState(model, { status: `closed (${code}${reason ? ": " + reason : ""})${final ? "" : ", reconnecting"}` });
+      logMessage(model, "info", `closed ${code} ${reason}`);
+    });
+  }
+  return {
+    transport,
+    send(text) {
+      if (!transport.send(text)) return;
+      if (direct) logMessage(model, "out", text);  // the kernel logs relayed messages itself
+    },
+    close() {
+      clearInterval(poll);
+      transport.close();
+    },
+  };
+}
+
+/** The anywidget module; `env` injects {document, location, WebSocket, fetch} for tests. */
+export function createConsole(env = {}) {
+  const sessions = new WeakMap();
+  return {
+    render({ model, el }) {
+      const { session, release } = sharedSession(sessions, model, () => createSession(model, env));
+      const root = document.createElement("div");
+      root.className = "jp-party-console";
+      root.innerHTML = `<style>${CSS}</style>
+<header><h1 class="title"></h1><span class="who"></span><span class="status">connecting…</span></header>
+<div class="presence"></div>
+<pre class="log" aria-live="polite"></pre>
+<form><input class="message" autocomplete="off" placeholder="Message (text, or JSON)" aria-label="Message"><button>Send</button></form>`;
+      el.append(root);
+      const $ = (selector) => root.querySelector(selector);
+      const log = $(".log");
+
+      const renderHeader = () => {
+        $(".title").textContent = `${model.get("party")} / ${model.get("room")}`;
+        const id = model.get("connection_id") || "";
+        $(".who").textContent = id ? `you: ${id.slice(0, 8)}` : "";
+        $(".who").title = id;
+        const status = model.get("status") || "connecting…";
+        $(".status").textContent = status;
+        $(".status").className = `status ${status.startsWith("connected") ? "connected" : status.startsWith("closed") ? "closed" : ""}`;
+        const count = model.get("connections");
+        const mode = session.transport.mode === "relay" ? " · via the kernel" : "";
+        $(".presence").textContent =
+          `here: you (${id.slice(0, 8) || "?"})` +
+          (count >= 0 ? ` · ${count} connection${count === 1 ? "" : "s"} in the room` : "") + mode;
+      };
+      const renderLog = () => {
+        const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
+        log.replaceChildren(
+          ...(model.get("messages") || []).map(({ dir, text, time }) => {
+            const line = document.createElement("div");
+            line.className = dir;
+            const arrow = dir === "in" ? "←" : dir === "out" ? "→" : "·";
+            line.textContent = `${new Date(time).toLocaleTimeString()} ${arrow} ${text}`;
+            return line;
+          }),
+        );
+        if (atBottom) log.scrollTop = log.scrollHeight;
+      };
+      const events = ["change:status", "change:connection_id", "change:connections", "change:party", "change:room"];
+      for (const event of events) model.on(event, renderHeader);
+      model.on("change:messages", renderLog);
+      renderHeader();
+      renderLog();
+
+      $("form").addEventListener("submit", (event) => {
+        event.preventDefault();
+        const input = $(".message");
+        if (!input.value) return;
+        session.send(input.value);
+        input.value = "";
+      });
+
+      return () => {
+        for (const event of events) model.off(event, renderHeader);
+        model.off("change:messages", renderLog);
+        release();
+      };
+    },
+  };
+}
+
+export default createConsole();

@@ -1,0 +1,159 @@
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { createConsole, MAX_MESSAGES } from "../src/console.js";
+import { roomUrl } from "../src/transport.js";
+import { FakeWebSocket, fakeModel, setPageConfig, tick } from "./fakes.js";
+
+let el;
+beforeEach(() => {
+  FakeWebSocket.instances = [];
+  el = document.createElement("div");
+  document.body.append(el);
+});
+afterEach(() => {
+  el.remove();
+  setPageConfig(null);
+});
+
+const text = (selector) => el.querySelector(selector).textContent;
+
+describe("direct mode (JupyterLab / Notebook 7)", () => {
+  const fetch = vi.fn(async () => ({
+    ok: true,
+    json: async () => ({ rooms: [{ party: "chat", room: "lobby", connections: 3 }] }),
+  }));
+
+  function setup(config = { baseUrl: "/jp/", wsUrl: "", token: "tok" }) {
+    setPageConfig(config);
+    const model = fakeModel();
+    const widget = createConsole({ WebSocket: FakeWebSocket, fetch });
+    const cleanup = widget.render({ model, el });
+    return { model, cleanup, socket: FakeWebSocket.last() };
+  }
+
+  it("connects to the room URL of the page's server with its token and a stable id", () => {
+    const { model, socket } = setup();
+    const url = new URL(socket.url);
+    expect(`${url.origin}${url.pathname}`).toBe(`ws://${location.host}/jp/parties/chat/lobby`);
+    expect(url.searchParams.get("token")).toBe("tok");
+    expect(url.searchParams.get("_pk")).toBe(model.get("connection_id"));
+    expect(model.get("connection_id")).toMatch(/^[0-9a-f]{32}$/);
+    expect(text(".who")).toBe(`you: ${model.get("connection_id").slice(0, 8)}`);
+    expect(text(".title")).toBe("chat / lobby");
+  });
+
+  it("uses wsUrl when the page sets it, and no token when it has none (cookie auth)", () => {
+    const config = { baseUrl: "/user/me/", wsUrl: "wss://hub.example/" };
+    expect(roomUrl(config, "a b", "r/1")).toBe("wss://hub.example/user/me/parties/a%20b/r%2F1");
+    const { socket } = setup({ baseUrl: "/", wsUrl: "" });
+    expect(new URL(socket.url).searchParams.has("token")).toBe(false);
+  });
+
+  it("renders status, appends received messages, sends on submit", async () => {
+    const { model, socket } = setup();
+    expect(text(".status")).toBe("connecting");
+    socket.open();
+    expect(text(".status")).toBe("connected");
+    expect(model.get("status")).toBe("connected");
+    socket.receive('{"type":"message","text":"hello"}');
+    socket.receive(new Uint8Array([1, 2, 3]));
+    const lines = [...el.querySelectorAll(".log div")].map((d) => d.textContent);
+    expect(lines.some((l) => l.endsWith('← {"type":"message","text":"hello"}'))).toBe(true);
+    expect(lines.at(-1)).toMatch(/← <3 bytes of binary data>$/);
+    expect(el.querySelector(".log .in")).not.toBeNull();
+    expect(model.saves).toBeGreaterThan(0); // the log reaches the kernel through the model
+
+    const input = el.querySelector(".message");
+    input.value = "hi there";
+    el.querySelector("form").dispatchEvent(new Event("submit", { cancelable: true }));
+    expect(socket.sent).toEqual(["hi there"]);
+    expect(input.value).toBe("");
+    expect(model.get("messages").at(-1)).toMatchObject({ dir: "out", text: "hi there" });
+    expect(el.querySelector(".log .out").textContent).toMatch(/→ hi there$/);
+  });
+
+  it("shows presence: its own id and the room's connection count from the admin API", async () => {
+    const { model, socket } = setup();
+    socket.open();
+    await tick(350);
+    expect(fetch).toHaveBeenCalledWith(`${location.origin}/jp/party-api/rooms`, expect.anything());
+    expect(fetch.mock.calls[0][1].headers).toEqual({ Authorization: "token tok" });
+    expect(model.get("connections")).toBe(3);
+    expect(text(".presence")).toContain(`you (${model.get("connection_id").slice(0, 8)})`);
+    expect(text(".presence")).toContain("3 connections in the room");
+  });
+
+  it("keeps the log bounded", () => {
+    const { model, socket } = setup();
+    socket.open();
+    for (let n = 0; n < MAX_MESSAGES + 20; n++) socket.receive(`m${n}`);
+    expect(model.get("messages")).toHaveLength(MAX_MESSAGES);
+    expect(el.querySelectorAll(".log div")).toHaveLength(MAX_MESSAGES);
+  });
+
+  it("reconnects with the same id after a drop, but not after a refusal", async () => {
+    vi.useFakeTimers();
+    try {
+      const { model, socket } = setup();
+      socket.open();
+      socket.serverClose(1006);
+      expect(text(".status")).toBe("closed (1006), reconnecting");
+      vi.advanceTimersByTime(600);
+      const again = FakeWebSocket.last();
+      expect(again).not.toBe(socket);
+      expect(new URL(again.url).searchParams.get("_pk")).toBe(model.get("connection_id"));
+      again.serverClose(4404, "unknown party");
+      expect(text(".status")).toBe("closed (4404: unknown party)");
+      vi.advanceTimersByTime(60000);
+      expect(FakeWebSocket.last()).toBe(again);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it("shares one connection between views and closes it with the last", () => {
+    setPageConfig({ baseUrl: "/", token: "t" });
+    const model = fakeModel();
+    const widget = createConsole({ WebSocket: FakeWebSocket, fetch });
+    const first = widget.render({ model, el });
+    const other = document.createElement("div");
+    const second = widget.render({ model, el: other });
+    expect(FakeWebSocket.instances).toHaveLength(1);
+    FakeWebSocket.last().open();
+    FakeWebSocket.last().receive("x");
+    expect(other.querySelector(".log").textContent).toContain("← x");
+    first();
+    expect(FakeWebSocket.last().closed).toBeNull();
+    second();
+    expect(FakeWebSocket.last().closed).toEqual({ code: 1000, reason: "widget closed" });
+    expect(model.listenerCount("change:messages")).toBe(0);
+  });
+});
+
+describe("relay mode (no jupyter-config-data: VS Code, Colab)", () => {
+  it("asks the kernel to connect, renders the kernel's log, sends through the kernel", () => {
+    const model = fakeModel({ connection_id: "k1" });
+    const cleanup = createConsole({ WebSocket: FakeWebSocket }).render({ model, el });
+    expect(FakeWebSocket.instances).toHaveLength(0);
+    expect(model.sent[0].content).toEqual({ type: "relay-open", id: "k1", query: {} });
+    expect(text(".presence")).toContain("via the kernel");
+
+    model.set("status", "connected"); // the kernel reports through the model
+    model.set("messages", [{ dir: "in", text: "from the room", time: 0 }]);
+    expect(text(".status")).toBe("connected");
+    expect(el.querySelector(".log .in").textContent).toMatch(/← from the room$/);
+
+    el.querySelector(".message").value = "hello";
+    el.querySelector("form").dispatchEvent(new Event("submit", { cancelable: true }));
+    expect(model.sent.at(-1).content).toEqual({ type: "send", data: "hello" });
+    cleanup();
+    expect(model.sent.at(-1).content).toEqual({ type: "relay-close" });
+  });
+
+  it("is forced by mode=relay even inside JupyterLab", () => {
+    setPageConfig({ baseUrl: "/", token: "t" });
+    const model = fakeModel({ mode: "relay" });
+    createConsole({ WebSocket: FakeWebSocket }).render({ model, el });
+    expect(FakeWebSocket.instances).toHaveLength(0);
+    expect(model.sent[0].content.type).toBe("relay-open");
+  });
+});
