@@ -20,6 +20,8 @@ class PartyApp(ExtensionApp):
     name = "jupyter_party"
     description = "Stateful, on-demand, programmable real-time rooms in your Jupyter server."
     load_other_extensions = True
+    #: The widgets' bundled front end, served at {base}static/jupyter_party/ (the share page).
+    static_paths = [str(Path(__file__).parent / "widgets" / "static")]
     default_url = "/party-api/parties"
 
     parties_dir = Unicode(

@@ -12,6 +12,7 @@ Playwright's own browser download is never used.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -199,4 +200,43 @@ async def test_read_share_page(share, connect):
         await other.send({"op": "broadcast", "message": "to the readers"})
         hello = page.locator("#log .in").filter(has_text="to the readers")
         await expect(hello).to_have_count(1, timeout=TIMEOUT_MS)
+        await console.assert_clean()
+
+
+async def test_share_page_of_a_y_room_is_the_document_view(share, http):
+    grant = await share("br-doc", party="ydoc")
+    async with fresh_context() as context:
+        page = await context.new_page()
+        await page.add_init_script(RECORD_CSP)
+        console = Console(page)
+        assert (await page.goto(grant["url"])).status == 200
+        status = page.locator(".jp-party-doc .status")
+        await expect(status).to_have_text(re.compile("connected|synced"), timeout=TIMEOUT_MS)
+        await http("parties/ydoc/br-doc", method="POST", body="from the server. ")
+        textarea = page.locator(".jp-party-doc textarea")
+        await expect(textarea).to_have_value("from the server. ", timeout=TIMEOUT_MS)
+        await textarea.press("End")
+        await textarea.type("typed by a guest")
+
+        async def server_text() -> str:
+            return json.loads((await http("parties/ydoc/br-doc")).body)["text"]
+
+        deadline = asyncio.get_running_loop().time() + TIMEOUT_MS / 1000
+        while await server_text() != "from the server. typed by a guest":
+            assert asyncio.get_running_loop().time() < deadline, await server_text()
+            await asyncio.sleep(0.05)
+        await page.screenshot(path=ARTIFACTS / "share-page-doc.png")
+        await console.assert_clean()
+
+
+async def test_share_page_shows_the_partys_own_ui(share):
+    grant = await share("br-ui", party="uiparty")
+    async with fresh_context() as context:
+        page = await context.new_page()
+        await page.add_init_script(RECORD_CSP)
+        console = Console(page)
+        assert (await page.goto(grant["url"])).status == 200
+        await page.locator("#ping").click()
+        await expect(page.locator("#reply")).to_have_text("pong:ping", timeout=TIMEOUT_MS)
+        await page.screenshot(path=ARTIFACTS / "share-page-ui.png")
         await console.assert_clean()

@@ -17,9 +17,13 @@ from jupyter_server.base.handlers import JupyterHandler
 from ..protocol.names import InvalidName, split_room_path
 from ..runtime.errors import UnknownParty
 from ..runtime.shares import ShareError
+from ..runtime.yserver import YServer
+from ..widgets._uisource import party_ui_source
 from .room_handler import HOST_SETTING, SHARE_PARAM
 
-_TEMPLATE = (Path(__file__).parent / "templates" / "share.html").read_text("utf-8")
+_TEMPLATES = Path(__file__).parent / "templates"
+_CONSOLE = (_TEMPLATES / "share.html").read_text("utf-8")
+_WIDGET = (_TEMPLATES / "share-widget.html").read_text("utf-8")
 
 
 class SharePageHandler(JupyterHandler):
@@ -33,7 +37,7 @@ class SharePageHandler(JupyterHandler):
         prefix = f"{self.base_url}party-share/"
         try:
             where = split_room_path("parties/" + self.request.path[len(prefix) :])
-            host.registry.get(where.party)
+            server_class = host.registry.get(where.party)
         except (InvalidName, UnknownParty) as error:
             return self._refuse(404, str(error))
         access = "write"
@@ -48,25 +52,45 @@ class SharePageHandler(JupyterHandler):
             "room": where.room,
             "access": access,
             "socketPath": f"{self.base_url}parties/{where.party}/{where.room}",
+            "baseUrl": self.base_url,
         }
+        template, widget = _CONSOLE, self._widget(server_class, config)
+        if widget:
+            template = _WIDGET
+            config.update(widget)
         nonce = secrets.token_urlsafe(16)
-        self._protect(nonce)
+        self._protect(nonce, widget=bool(widget))
         page = (
-            _TEMPLATE.replace("@@TITLE@@", html.escape(f"{where.party} / {where.room}"))
+            template.replace("@@TITLE@@", html.escape(f"{where.party} / {where.room}"))
             .replace("@@NONCE@@", nonce)
             .replace("@@CONFIG@@", json.dumps(config).replace("</", "<\\/"))
         )
         self.finish(page)
 
-    def _protect(self, nonce: str = "") -> None:
+    def _widget(self, server_class: type, config: dict) -> dict | None:
+        """The notebook widget this room's page shows instead of the plain console: the
+        party's own UI, or the shared-document view of a YServer room."""
+        static = f"{self.base_url}static/jupyter_party/"
+        ui = party_ui_source(server_class)
+        if ui:
+            return {"module": static + "ui.js", "state": {"ui_esm": ui}}
+        if issubclass(server_class, YServer):
+            return {"module": static + "doc.js", "state": {"user": f"guest ({config['access']})"}}
+        return None
+
+    def _protect(self, nonce: str = "", widget: bool = False) -> None:
         # The page URL carries the token: never send it on as a Referer, never frame the page.
         self.set_header("Referrer-Policy", "no-referrer")
         self.set_header("X-Content-Type-Options", "nosniff")
-        sources = f"'nonce-{nonce}'" if nonce else "'none'"
+        scripts = styles = f"'nonce-{nonce}'" if nonce else "'none'"
+        if widget:  # our bundled widget (same origin), a party's UI module (a blob), their CSS
+            scripts += " 'self' blob:"
+            styles = "'self' 'unsafe-inline'"
         self.set_header(
             "Content-Security-Policy",
-            f"default-src 'none'; script-src {sources}; style-src {sources}; "
-            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+            f"default-src 'none'; script-src {scripts}; style-src {styles}; "
+            "connect-src 'self'; img-src 'self' data:; base-uri 'none'; form-action 'none'; "
+            "frame-ancestors 'none'",
         )
 
     def _refuse(self, status: int, message: str) -> None:

@@ -236,11 +236,13 @@ export function openTransport(model, { id, query, env = {} } = {}) {
   const config = mode === "relay" ? null : pageConfig(doc);
   if (config && WebSocketImpl) {
     const url = roomUrl(config, model.get("party"), model.get("room"), location);
+    // `config.query`: fixed parameters of every connection (the share page's share_token).
+    const fixed = config.query || {};
     const transport = new DirectTransport({
       url,
       id,
       token: config.token || "",
-      query,
+      query: typeof query === "function" ? () => ({ ...fixed, ...query() }) : { ...fixed, ...query },
       WebSocket: WebSocketImpl,
     });
     transport.config = config;
