@@ -6,6 +6,7 @@ import asyncio
 import json
 
 import pytest
+from tornado.httpclient import HTTPClientError
 
 from conftest import eventually
 
@@ -357,3 +358,21 @@ async def test_handler_errors_are_logged_with_party_and_room(connect, caplog):
     assert await client.recv() == "ok:next"
     messages = [r.getMessage() for r in caplog.records if r.name == "jupyter_party"]
     assert "party 'faulty' room 'logged': on_message raised" in messages
+
+
+async def test_admin_api_evicts_a_room(jp_fetch, connect, host):
+    client = await connect("parties/chat/evictme")
+    await client.recv_json()
+    await client.send("kept")
+    await client.recv_json()
+    first = host.rooms["chat", "evictme"]
+    response = await jp_fetch("party-api", "rooms", "chat", "evictme", method="DELETE")
+    assert response.code == 204
+    assert await client.closed() == (1012, "room evicted")
+    again = await connect("parties/chat/evictme")
+    history = await again.recv_json()
+    assert [m["text"] for m in history["messages"]] == ["kept"]  # storage survived
+    assert host.rooms["chat", "evictme"] is not first
+    with pytest.raises(HTTPClientError) as missing:
+        await jp_fetch("party-api", "rooms", "chat", "nosuchroom", method="DELETE")
+    assert missing.value.code == 404

@@ -131,6 +131,16 @@ class Host:
                     connection.close(UNAUTHENTICATED, "share link revoked")
         return revoked
 
+    async def evict(self, party: str, room_id: str) -> bool:
+        """Stop a live room now (its clients reconnect to a fresh instance); storage is kept.
+        Returns False if no such room is live."""
+        room = self.rooms.get((party, room_id))
+        if room is None:
+            return False
+        self.discard(room)
+        await room.stop(SERVICE_RESTART, "room evicted")
+        return True
+
     async def reload(self, party: str) -> int:
         """After a redeploy: stop the party's live rooms (their clients are told to reconnect
         with 1012) so the next event runs the new code; storage is kept. Returns how many

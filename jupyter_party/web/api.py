@@ -8,6 +8,7 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
+from ..protocol.names import InvalidName, split_room_path
 from ..runtime.registry import DeployError
 from ..runtime.shares import DEFAULT_EXPIRES_IN
 from ..runtime.yserver import YServer
@@ -146,3 +147,21 @@ class LogsHandler(_AdminHandler):
         log = self.host.logs[name]
         await log.wait(after, wait)
         self.finish({"records": log.after(after), "next": log.last})
+
+
+class RoomHandler(_AdminHandler):
+    """`DELETE party-api/rooms/{party}/{room}`: evict a live room now. Its connections are
+    closed with 1012 (clients reconnect to a fresh instance); storage is kept."""
+
+    @web.authenticated
+    @authorized
+    async def delete(self) -> None:
+        raw = self.request.path[len(f"{self.base_url}party-api/rooms/") :]
+        try:
+            where = split_room_path(f"parties/{raw}")
+        except InvalidName as error:
+            raise web.HTTPError(400, str(error)) from None
+        if not await self.host.evict(where.party, where.room):
+            raise web.HTTPError(404, "no such live room")
+        self.set_status(204)
+        self.finish()

@@ -13,6 +13,9 @@ from .api import (
     ShareHandler,
     SharesHandler,
 )
+from .api import (
+    RoomHandler as RoomAdminHandler,
+)
 from .room_handler import RoomHandler
 from .share_page import SharePageHandler
 
@@ -23,6 +26,7 @@ ROUTES = [
     (r"/party-api/parties/([a-z0-9_-]{1,64})", DeployHandler),
     (r"/party-api/parties/([a-z0-9_-]{1,64})/logs", LogsHandler),
     (r"/party-api/rooms/?", RoomsHandler),
+    (r"/party-api/rooms/[a-z0-9_-]{1,64}/[^/]+", RoomAdminHandler),
     (r"/party-api/share/?", SharesHandler),
     (r"/party-api/share/([0-9a-f]{64})", ShareHandler),
     (r"/party-share/.*", SharePageHandler),
