@@ -1,4 +1,5 @@
-"""The background event loop that blocking clients (`doc_blocking`, `connect_blocking`) run on."""
+"""Event-loop helpers of the clients: the background loop that blocking clients
+(`doc_blocking`, `connect_blocking`) run on, and waiting for the first of several events."""
 
 from __future__ import annotations
 
@@ -21,3 +22,13 @@ def _background_loop() -> asyncio.AbstractEventLoop:
             thread.start()
             _background = loop
         return _background
+
+
+async def wait_first(*events: asyncio.Event) -> None:
+    """Wait until any of `events` is set."""
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

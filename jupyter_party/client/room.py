@@ -41,7 +41,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
 
 from ..runtime.tasks import spawn
-from ._loop import _background_loop
+from ._loop import _background_loop, wait_first
 from .discovery import find_server
 from .ydoc import REFUSALS, RoomRefused
 
@@ -339,15 +339,7 @@ class RoomClient:
             while self._ws is None:
                 if self._done.is_set():
                     raise self.error or ConnectionError(f"{self.url}: the client was closed")
-                waiters = [
-                    self._loop.create_task(self._opened.wait()),
-                    self._loop.create_task(self._done.wait()),
-                ]
-                try:
-                    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for waiter in waiters:
-                        waiter.cancel()
+                await wait_first(self._opened, self._done)
 
     async def wait_closed(self) -> None:
         """Wait until the client stops; raises its error if it stopped on one."""

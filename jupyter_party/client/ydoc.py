@@ -50,7 +50,7 @@ from ..protocol.ysync import (
     sync_frame,
 )
 from ..runtime.tasks import spawn
-from ._loop import _background_loop
+from ._loop import _background_loop, wait_first
 from .discovery import find_server
 
 log = logging.getLogger("jupyter_party.client")
@@ -297,15 +297,7 @@ class _Provider:
             while not self.synced.is_set():
                 if self.done.is_set():
                     raise self.error or ConnectionError(f"{self.url}: the client was closed")
-                waiters = [
-                    self.loop.create_task(self.synced.wait()),
-                    self.loop.create_task(self.done.wait()),
-                ]
-                try:
-                    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    for waiter in waiters:
-                        waiter.cancel()
+                await wait_first(self.synced, self.done)
 
     async def close(self) -> None:
         self._closing.set()
