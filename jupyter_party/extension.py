@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 from jupyter_core.paths import jupyter_data_dir
@@ -100,23 +101,8 @@ class PartyApp(ExtensionApp):
         return f"sqlite:///{Path(jupyter_data_dir()) / 'jupyter_party' / 'storage.db'}"
 
     def initialize_settings(self) -> None:
-        limits = Limits(
-            max_message_size=self.max_message_size,
-            max_connections_per_room=self.max_connections_per_room,
-            max_rooms=self.max_rooms,
-            room_idle_timeout=self.room_idle_timeout,
-            send_buffer_limit=self.send_buffer_limit,
-            ping_interval=self.ping_interval,
-            ping_timeout=self.ping_timeout,
-            rate_limit_messages=self.rate_limit_messages,
-            rate_limit_burst=self.rate_limit_burst,
-            rate_limit_bytes=self.rate_limit_bytes,
-            rate_limit_window=self.rate_limit_window,
-            rate_limit_strikes=self.rate_limit_strikes,
-            awareness_rate=self.awareness_rate,
-            awareness_burst=self.awareness_burst,
-            stall_warning=self.stall_warning,
-        )
+        # Every Limits field has a trait of the same name (test_limits_are_all_configurable).
+        limits = Limits(**{field.name: getattr(self, field.name) for field in fields(Limits)})
         parties_dir = Path(self.parties_dir).expanduser()
         parties_dir.mkdir(parents=True, exist_ok=True)
         self.host = Host(Registry(parties_dir), self.storage_url, limits)

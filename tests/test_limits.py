@@ -378,3 +378,16 @@ async def test_stall_warnings_can_be_turned_off(connect, host, caplog):
     await client.send("sync")
     assert await client.recv() == "done:sync"
     assert not [r for r in caplog.records if "blocked the event loop" in r.getMessage()]
+
+
+def test_limits_are_all_configurable():
+    from dataclasses import fields
+
+    from jupyter_party.extension import PartyApp
+    from jupyter_party.runtime.host import Limits
+
+    traits = PartyApp.class_traits(config=True)
+    for field in fields(Limits):
+        assert field.name in traits, f"Limits.{field.name} has no PartyApp trait"
+        assert traits[field.name].default_value == field.default, field.name
+        assert traits[field.name].help, f"PartyApp.{field.name} has no help text"
