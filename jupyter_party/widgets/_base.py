@@ -112,8 +112,9 @@ class RoomWidget(anywidget.AnyWidget):
 
     def _relay_open(self, connection_id: str) -> None:
         if self._client is not None:
-            if self._client.connected:  # a new view of the same model: tell it we are open
+            if self._client.connected:  # a new view, or a handle already open: say so, count
                 self._sent_open()
+                self._start_poller()
             return
         from ..client.room import RoomClient
 
