@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 from tornado.httpclient import HTTPClientError
@@ -313,7 +314,9 @@ async def test_admin_api_lists_parties_and_rooms(jp_fetch, connect):
     names = {p["name"] for p in parties}
     assert {"chat", "counter", "probe", "gated"} <= names
     rooms = json.loads((await jp_fetch("party-api", "rooms")).body)["rooms"]
-    assert {"party": "probe", "room": "listed", "connections": 1} in rooms
+    listed = next(r for r in rooms if (r["party"], r["room"]) == ("probe", "listed"))
+    assert listed["connections"] == 1
+    assert time.time() - 60 < listed["last_activity"] <= time.time()
 
 
 async def test_server_stop_closes_connections(connect, party_app):
@@ -376,3 +379,16 @@ async def test_admin_api_evicts_a_room(jp_fetch, connect, host):
     with pytest.raises(HTTPClientError) as missing:
         await jp_fetch("party-api", "rooms", "chat", "nosuchroom", method="DELETE")
     assert missing.value.code == 404
+
+
+async def test_a_party_may_open_a_room_to_the_public(connect, http):
+    stranger = await connect("parties/public/open-lobby", auth=False)
+    assert await stranger.recv_json() == {"user": None, "access": "read"}
+    response = await http("parties/public/open-lobby", auth=False)
+    assert json.loads(response.body) == {"user": None, "access": "read"}
+    closed = await connect("parties/public/members", auth=False)
+    assert await closed.closed() == (4401, "authentication required: use a Jupyter token")
+    member = await connect("parties/public/members")
+    assert (await member.recv_json())["access"] == "write"
+    unknown = await connect("parties/nosuchparty/r", auth=False)  # strangers learn nothing
+    assert (await unknown.closed())[0] == 4401

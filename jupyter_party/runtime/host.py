@@ -153,9 +153,14 @@ class Host:
         return closed
 
     def describe(self) -> list[dict[str, Any]]:
-        """Live rooms with their connection counts, for the admin API."""
+        """Live rooms with their connection counts and last activity (epoch seconds)."""
         return [
-            {"party": party, "room": room_id, "connections": len(room.get_connections())}
+            {
+                "party": party,
+                "room": room_id,
+                "connections": len(room.get_connections()),
+                "last_activity": room.last_activity,
+            }
             for (party, room_id), room in sorted(self.rooms.items())
         ]
 

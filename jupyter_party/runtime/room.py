@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from time import perf_counter
@@ -71,6 +72,7 @@ class Room:
         self._failure: BaseException | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self.leases = 0  # events and connections in progress; an idle room has none
+        self.last_activity = time.time()  # of the last event: shown by the admin API
         self.started = asyncio.ensure_future(self._start())
 
     def __repr__(self) -> str:
@@ -124,6 +126,7 @@ class Room:
     async def connect(self, connection: Connection, request: Request) -> None:
         """Admit a connection: tags, then `on_connect`. Raises RoomError if that fails."""
         await self._open()
+        self.last_activity = time.time()
         server = self.server
         ctx = ConnectionContext(request)
         self._connections[connection] = None
@@ -144,6 +147,7 @@ class Room:
         """
         if connection.closed:  # the server closed it: frames still in flight are dropped
             return None
+        self.last_activity = time.time()
         if not self._gate.is_set():
             return self._deliver_later(connection, message)
         start = perf_counter()
@@ -180,6 +184,7 @@ class Room:
     async def request(self, request: Request) -> Response:
         """Answer an HTTP request with `on_request`; a handler error becomes a bare 500."""
         await self._open()
+        self.last_activity = time.time()
         try:
             return to_response(await self._run("on_request", self.server.on_request, request))
         except Exception as error:
@@ -189,6 +194,7 @@ class Room:
     async def alarm(self) -> None:
         """Run `on_alarm`; errors are reported and re-raised so the alarm is retried."""
         await self._open()
+        self.last_activity = time.time()
         try:
             await self._run("on_alarm", self.server.on_alarm)
         except Exception as error:

@@ -253,9 +253,12 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
         except InvalidName as error:
             raise _refuse(400, BAD_REQUEST, str(error)) from None
         user, grant = await self._identify(where, kind)
+        anonymous = user is None
         try:
             self._server_class = server_class = self.host.registry.get(where.party)
         except UnknownParty as error:
+            if anonymous:  # tell strangers nothing about which parties exist
+                raise _refuse(401, UNAUTHENTICATED, _LOG_IN) from None
             raise _refuse(404, UNKNOWN_PARTY, str(error)) from None
         request = self._party_request(where, user, grant.access if grant else "write")
         self._grant = grant
@@ -269,10 +272,13 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
             raise _refuse(401, UNAUTHENTICATED, str(error) or type(error).__name__) from error
         if isinstance(verdict, Response):
             raise Refused(verdict)
+        if anonymous and not isinstance(verdict, Request):  # only the party can open itself
+            raise _refuse(401, UNAUTHENTICATED, _LOG_IN)
         return where, verdict if isinstance(verdict, Request) else request
 
     async def _identify(self, where: RoomPath, kind: str) -> tuple[Any, Grant | None]:
-        """Who is asking: a share link's holder, or a Jupyter user the authorizer lets in.
+        """Who is asking: a share link's holder, a Jupyter user the authorizer lets in, or
+        (None, None): nobody, whom only the party's gate may admit (a public room).
 
         A request carrying a share token is judged by that token alone, never by a login
         cookie that came along (see check_xsrf_cookie).
@@ -285,7 +291,7 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
                 raise _refuse(403, FORBIDDEN, f"not authorized to {action} on parties")
             return user, None
         if not token:
-            raise _refuse(401, UNAUTHENTICATED, "authentication required: use a Jupyter token")
+            return None, None
         try:
             grant = await self.host.shares.verify(token, where.party, where.room)
         except ShareError as error:
@@ -316,6 +322,7 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
 
 
 _ACTIONS = {"GET": "read", "HEAD": "read", "OPTIONS": "read"}
+_LOG_IN = "authentication required: use a Jupyter token"
 _CREDENTIALS = {"token", SHARE_PARAM}  # never shown to party code, never logged by it
 
 

@@ -1,0 +1,333 @@
+/**
+ * The "Parties" side panel: deployed parties (with their last load error) and live rooms,
+ * refreshed every 2 s while visible. Per room: copy a read or write share link, open the room
+ * console in a new tab, follow the party's log, evict the room.
+ *
+ * All requests go through ServerConnection.makeRequest, so the page's base URL, token and
+ * XSRF cookie are used (this is what makes it work under a base_url and on JupyterHub).
+ */
+import {
+  ILayoutRestorer,
+  JupyterFrontEnd,
+  JupyterFrontEndPlugin
+} from '@jupyterlab/application';
+import { Clipboard, ICommandPalette } from '@jupyterlab/apputils';
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+import { LabIcon } from '@jupyterlab/ui-components';
+import { Widget } from '@lumino/widgets';
+
+const REFRESH_MS = 2000;
+const MAX_LOG_LINES = 200;
+
+interface IParty {
+  name: string;
+  source: string | null;
+  error: string | null;
+  kind?: string;
+}
+interface IRoom {
+  party: string;
+  room: string;
+  connections: number;
+  last_activity: number; // epoch seconds of the room's last event
+}
+interface ILogRecord {
+  seq: number;
+  time: number;
+  room: string | null;
+  kind: string;
+  text: string;
+}
+
+const partiesIcon = new LabIcon({
+  name: 'jupyter-party:parties',
+  svgstr:
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24"><g class="jp-icon3" fill="#616161">' +
+    '<circle cx="7" cy="8" r="3"/><circle cx="17" cy="8" r="3"/><circle cx="12" cy="15" r="3"/>' +
+    '<path d="M2 21c0-3 2.5-4 5-4s5 1 5 4zm10 0c0-3 2.5-4 5-4s5 1 5 4z" opacity=".6"/></g></svg>'
+});
+
+/** The admin REST API (`{base}party-api/...`), authenticated like any Jupyter request. */
+class PartyApi {
+  private settings = ServerConnection.makeSettings();
+
+  async call<T>(path: string, init: RequestInit = {}): Promise<T | null> {
+    const url = URLExt.join(this.settings.baseUrl, 'party-api', path);
+    const response = await ServerConnection.makeRequest(url, init, this.settings);
+    if (!response.ok) {
+      throw new ServerConnection.ResponseError(response);
+    }
+    return response.status === 204 ? null : ((await response.json()) as T);
+  }
+
+  async parties(): Promise<IParty[]> {
+    return (await this.call<{ parties: IParty[] }>('parties'))!.parties;
+  }
+
+  async rooms(): Promise<IRoom[]> {
+    return (await this.call<{ rooms: IRoom[] }>('rooms'))!.rooms;
+  }
+
+  async share(room: IRoom, access: 'read' | 'write'): Promise<string> {
+    const body = JSON.stringify({ party: room.party, room: room.room, access, expires_in: 86400 });
+    return (await this.call<{ url: string }>('share', { method: 'POST', body }))!.url;
+  }
+
+  async logs(party: string, after: number): Promise<{ records: ILogRecord[]; next: number }> {
+    const path = `parties/${encodeURIComponent(party)}/logs?after=${after}&wait=0`;
+    return (await this.call<{ records: ILogRecord[]; next: number }>(path))!;
+  }
+
+  /** `room.room` is the raw URL segment, as the server reported it. */
+  async evict(room: IRoom): Promise<void> {
+    await this.call(`rooms/${room.party}/${room.room}`, { method: 'DELETE' });
+  }
+}
+
+function el<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  props: Partial<HTMLElementTagNameMap[K]> = {},
+  ...children: (Node | string)[]
+): HTMLElementTagNameMap[K] {
+  const node = Object.assign(document.createElement(tag), props);
+  node.append(...children);
+  return node;
+}
+
+export class PartiesPanel extends Widget {
+  private api = new PartyApi();
+  private timer = 0;
+  private shown = ''; // the JSON last rendered, so unchanged lists keep their DOM
+  private partiesNode = el('ul', { className: 'jp-party-list' });
+  private roomsNode = el('ul', { className: 'jp-party-list' });
+  private statusNode = el('div', { className: 'jp-party-status' });
+  private linkNode = el('input', { className: 'jp-party-link', readOnly: true, placeholder: 'share link' });
+  private logTitle = el('div', { className: 'jp-party-subtitle' }, 'Log: pick a room');
+  private logNode = el('pre', { className: 'jp-party-log' });
+  private logParty: string | null = null;
+  private logNext = 0;
+
+  constructor() {
+    super();
+    this.id = 'jupyter-party-panel';
+    this.addClass('jp-party-panel');
+    this.title.icon = partiesIcon;
+    this.title.caption = 'Parties';
+    const refresh = el('button', { className: 'jp-party-button', textContent: 'Refresh' });
+    refresh.onclick = () => void this.refresh();
+    this.node.append(
+      el('div', { className: 'jp-party-header' }, el('h2', {}, 'Parties'), refresh),
+      this.statusNode,
+      el('h3', {}, 'Live rooms'),
+      this.roomsNode,
+      this.linkNode,
+      this.logTitle,
+      this.logNode,
+      el('h3', {}, 'Deployed parties'),
+      this.partiesNode
+    );
+  }
+
+  protected onAfterShow(): void {
+    void this.refresh();
+    this.timer = window.setInterval(() => void this.refresh(), REFRESH_MS);
+  }
+
+  protected onBeforeHide(): void {
+    window.clearInterval(this.timer);
+  }
+
+  protected onAfterAttach(): void {
+    if (this.isVisible) {
+      this.onAfterShow();
+    }
+  }
+
+  protected onBeforeDetach(): void {
+    this.onBeforeHide();
+  }
+
+  async refresh(): Promise<void> {
+    try {
+      const [parties, rooms] = await Promise.all([this.api.parties(), this.api.rooms()]);
+      if (this.statusNode.classList.contains('jp-party-status-error')) {
+        this.say(''); // the API answers again
+      }
+      const json = JSON.stringify([parties, rooms]);
+      if (json !== this.shown) {
+        this.shown = json;
+        this.renderParties(parties);
+        this.renderRooms(rooms);
+      }
+      await this.pollLog();
+    } catch (error) {
+      this.say(`Cannot reach the party API: ${error}`, true);
+    }
+  }
+
+  private say(text: string, error = false): void {
+    this.statusNode.textContent = text;
+    this.statusNode.classList.toggle('jp-party-status-error', error);
+  }
+
+  private renderParties(parties: IParty[]): void {
+    this.partiesNode.replaceChildren(
+      ...parties.map(p => {
+        const item = el('li', { className: 'jp-party-item', title: p.source ?? '' });
+        item.dataset.party = p.name;
+        item.append(el('span', { className: 'jp-party-name' }, p.name));
+        if (p.kind) {
+          item.append(el('span', { className: 'jp-party-kind' }, ` ${p.kind}`));
+        }
+        if (p.error) {
+          item.classList.add('jp-party-failed');
+          item.append(el('pre', { className: 'jp-party-error' }, p.error));
+        }
+        return item;
+      })
+    );
+  }
+
+  private renderRooms(rooms: IRoom[]): void {
+    if (rooms.length === 0) {
+      this.roomsNode.replaceChildren(el('li', { className: 'jp-party-empty' }, 'No live rooms'));
+      return;
+    }
+    this.roomsNode.replaceChildren(
+      ...rooms.map(room => {
+        const item = el('li', { className: 'jp-party-item jp-party-room' });
+        item.dataset.party = room.party;
+        item.dataset.room = room.room;
+        const n = room.connections;
+        item.append(
+          el('span', { className: 'jp-party-name' }, `${room.party}/${room.room}`),
+          el('span', { className: 'jp-party-connections' }, ` ${n} connection${n === 1 ? '' : 's'}`),
+          el(
+            'span',
+            { className: 'jp-party-activity' },
+            `, active ${new Date(room.last_activity * 1000).toLocaleTimeString()}`
+          ),
+          el(
+            'div',
+            { className: 'jp-party-actions' },
+            this.button('copy read link', () => this.copyLink(room, 'read')),
+            this.button('copy write link', () => this.copyLink(room, 'write')),
+            this.button('open console', () => this.openConsole(room)),
+            this.button('logs', () => this.showLog(room.party)),
+            this.button('evict', () => this.evict(room))
+          )
+        );
+        return item;
+      })
+    );
+  }
+
+  private button(label: string, action: () => Promise<void> | void): HTMLButtonElement {
+    const button = el('button', { className: 'jp-party-button', textContent: label });
+    button.onclick = async () => {
+      try {
+        await action();
+      } catch (error) {
+        this.say(`${label} failed: ${error}`, true);
+      }
+    };
+    return button;
+  }
+
+  private async copyLink(room: IRoom, access: 'read' | 'write'): Promise<void> {
+    const url = await this.api.share(room, access);
+    this.linkNode.value = url;
+    this.linkNode.dataset.access = access;
+    Clipboard.copyToSystem(url);
+    this.say(`${access} link for ${room.party}/${room.room} copied`);
+  }
+
+  private async openConsole(room: IRoom): Promise<void> {
+    // Open the tab within the click (popup blockers), then point it at a fresh link.
+    const tab = window.open('', '_blank');
+    try {
+      const url = await this.api.share(room, 'write');
+      if (tab) {
+        tab.opener = null;
+        tab.location.href = url;
+      }
+    } catch (error) {
+      tab?.close();
+      throw error;
+    }
+  }
+
+  private async showLog(party: string): Promise<void> {
+    this.logParty = party;
+    this.logNext = 0;
+    this.logNode.textContent = '';
+    this.logTitle.textContent = `Log: ${party}`;
+    await this.pollLog();
+  }
+
+  private async pollLog(): Promise<void> {
+    const party = this.logParty;
+    if (party === null) {
+      return;
+    }
+    const { records, next } = await this.api.logs(party, this.logNext);
+    if (party !== this.logParty) {
+      return; // another party was picked meanwhile
+    }
+    this.logNext = next;
+    const lines = records.map(r => {
+      const time = new Date(r.time * 1000).toLocaleTimeString();
+      return `${time} ${r.room ?? '-'} ${r.kind}: ${r.text.replace(/\n$/, '')}\n`;
+    });
+    if (lines.length) {
+      const all = (this.logNode.textContent + lines.join('')).split('\n');
+      this.logNode.textContent = all.slice(-MAX_LOG_LINES - 1).join('\n');
+      this.logNode.scrollTop = this.logNode.scrollHeight;
+    }
+  }
+
+  private async evict(room: IRoom): Promise<void> {
+    try {
+      await this.api.evict(room);
+      this.say(`${room.party}/${room.room} evicted`);
+    } catch (error) {
+      if (error instanceof ServerConnection.ResponseError && error.response.status === 404) {
+        this.say(`${room.party}/${room.room} is no longer live`);
+      } else {
+        throw error;
+      }
+    }
+    await this.refresh();
+  }
+}
+
+const plugin: JupyterFrontEndPlugin<void> = {
+  id: 'jupyter-party:panel',
+  description: 'A side panel listing parties and live rooms.',
+  autoStart: true,
+  optional: [ICommandPalette, ILayoutRestorer],
+  activate: (
+    app: JupyterFrontEnd,
+    palette: ICommandPalette | null,
+    restorer: ILayoutRestorer | null
+  ) => {
+    const panel = new PartiesPanel();
+    app.shell.add(panel, 'left', { rank: 600 });
+    restorer?.add(panel, 'jupyter-party');
+
+    app.commands.addCommand('jupyter-party:show-panel', {
+      label: 'Parties: Show panel',
+      execute: () => app.shell.activateById(panel.id)
+    });
+    app.commands.addCommand('jupyter-party:refresh', {
+      label: 'Parties: Refresh',
+      execute: () => panel.refresh()
+    });
+    for (const command of ['jupyter-party:show-panel', 'jupyter-party:refresh']) {
+      palette?.addItem({ command, category: 'Parties' });
+    }
+  }
+};
+
+export default plugin;
