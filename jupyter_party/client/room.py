@@ -37,21 +37,19 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
-from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, websocket_connect
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+from tornado.websocket import WebSocketClientConnection, WebSocketClosedError
 
 from ..runtime.tasks import spawn
 from ._loop import _background_loop, wait_first
+from ._socket import BACKOFF_MAX, BACKOFF_MIN, REFUSALS, RoomRefused, open_socket, until_ready
 from .discovery import find_server
-from .ydoc import REFUSALS, RoomRefused
 
 log = logging.getLogger("jupyter_party.client")
 
-BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
 #: A connection that lasted this long resets the backoff.
 STABLE_AFTER = 1.0
 SERVICE_RESTART = 1012  # the party was redeployed: reconnect at once
-MAX_MESSAGE_SIZE = 64 << 20
 
 Message = str | bytes
 Query = Mapping[str, Any] | Callable[[], Any] | None
@@ -395,21 +393,12 @@ class RoomClient:
                     request = await self._request()
                     self._connecting = True
                     try:
-                        ws = await websocket_connect(
-                            request, max_message_size=MAX_MESSAGE_SIZE, ping_interval=30
-                        )
+                        ws = await open_socket(request, self.url)
                     finally:
                         self._connecting = False
-                except HTTPClientError as error:
-                    if error.code in (400, 401, 403, 404):
-                        body = (
-                            error.response.body.decode("utf-8", "replace")
-                            if (error.response is not None and error.response.body)
-                            else ""
-                        )
-                        self.error = RoomRefused(self.url, error.code, body or error.message or "")
-                        return
-                    self.last_failure = f"{type(error).__name__}: {error}"
+                except RoomRefused as error:
+                    self.error = error
+                    return
                 except Exception as error:  # refused, unreachable, TLS, timeout: try again
                     self.last_failure = f"{type(error).__name__}: {error}"
                 else:
@@ -518,15 +507,7 @@ async def connect(
     _check_options(options)
     client = RoomClient(party, room, server=server, token=token, id=id, query=query, **options)
     client._start()
-    try:
-        await client.wait_connected(timeout)
-    except TimeoutError:
-        await client.close()
-        why = f" (last failure: {client.last_failure})" if client.last_failure else ""
-        raise TimeoutError(f"{client.url}: not connected within {timeout} s{why}") from None
-    except BaseException:
-        await client.close()
-        raise
+    await until_ready(client, client.wait_connected(timeout), timeout, "connected")
     return client
 
 

@@ -31,8 +31,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 from pycrdt import Doc
-from tornado.httpclient import HTTPClientError, HTTPRequest
-from tornado.websocket import WebSocketClientConnection, websocket_connect
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import WebSocketClientConnection
 
 from ..protocol.ysync import (
     CUSTOM_PREFIX,
@@ -51,26 +51,15 @@ from ..protocol.ysync import (
 )
 from ..runtime.tasks import spawn
 from ._loop import _background_loop, wait_first
+from ._socket import BACKOFF_MAX, BACKOFF_MIN, REFUSALS, RoomRefused, open_socket, until_ready
 from .discovery import find_server
 
 log = logging.getLogger("jupyter_party.client")
 
 EPOCH_CHANGED = 4409
 INVALID_DATA = 1007
-#: Close codes meaning "do not try again": bad request, unauthenticated, forbidden, unknown.
-REFUSALS = (4400, 4401, 4403, 4404)
-BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0
 #: Yjs peers drop awareness states not renewed for 30 s; renew ours twice as often.
 AWARENESS_RENEW = 15.0
-MAX_MESSAGE_SIZE = 64 << 20
-
-
-class RoomRefused(ConnectionError):
-    """The server refused the connection (auth, unknown party, bad name): `code`, `reason`."""
-
-    def __init__(self, url: str, code: int, reason: str) -> None:
-        super().__init__(f"{url} refused the connection ({code}): {reason or 'no reason given'}")
-        self.url, self.code, self.reason = url, code, reason
 
 
 class DocumentRecreated(ConnectionError):
@@ -322,14 +311,10 @@ class _Provider:
         try:
             while not self._closing.is_set():
                 try:
-                    ws = await websocket_connect(
-                        self._request(), max_message_size=MAX_MESSAGE_SIZE, ping_interval=30
-                    )
-                except HTTPClientError as error:
-                    if error.code in (401, 403, 404):
-                        self.error = RoomRefused(self.url, error.code, error.message or "")
-                        return
-                    self.last_failure = f"{type(error).__name__}: {error}"
+                    ws = await open_socket(self._request(), self.url)
+                except RoomRefused as error:
+                    self.error = error
+                    return
                 except Exception as error:  # refused, unreachable, TLS, timeout: try again
                     self.last_failure = f"{type(error).__name__}: {error}"
                 else:
@@ -510,15 +495,7 @@ async def doc(
         provider.epoch = previous.epoch  # the server refuses it if the document was recreated
     document._provider = provider
     provider.start()
-    try:
-        await provider.wait_synced(timeout)
-    except TimeoutError:
-        await provider.close()
-        why = f" (last failure: {provider.last_failure})" if provider.last_failure else ""
-        raise TimeoutError(f"{provider.url}: not synced within {timeout} s{why}") from None
-    except BaseException:
-        await provider.close()
-        raise
+    await until_ready(provider, provider.wait_synced(timeout), timeout, "synced")
     return document
 
 

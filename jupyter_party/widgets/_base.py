@@ -27,12 +27,12 @@ from typing import Any
 import anywidget
 import traitlets
 
+from ..client._socket import REFUSALS
 from ..runtime.tasks import spawn
 
 log = logging.getLogger("jupyter_party.widgets")
 
 STATIC = Path(__file__).parent / "static"
-REFUSALS = (4400, 4401, 4403, 4404)
 POLL_SECONDS = 5.0
 
 
