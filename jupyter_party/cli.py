@@ -27,6 +27,15 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--port", type=int, help="port to listen on (default 8888)")
     serve.add_argument("--ip", help="address to listen on (default localhost)")
     serve.add_argument("--storage", metavar="URL", help="sqlite:///path/file.db or memory://")
+    serve.add_argument(
+        "--workers", type=int, help="worker processes for party code (default 1; 0: in process)"
+    )
+    serve.add_argument(
+        "--handler-timeout", type=float, metavar="SECONDS", help="kill a stuck handler (default 30)"
+    )
+    serve.add_argument(
+        "--worker-memory-limit", type=int, metavar="BYTES", help="restart a worker over it"
+    )
     share = commands.add_parser(
         "share",
         help="print a share link for one room",
@@ -66,6 +75,9 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> None:
     options = {
         "PartyApp.parties_dir": args.parties,
         "PartyApp.storage_url": args.storage,
+        "PartyApp.workers": args.workers,
+        "PartyApp.handler_timeout": args.handler_timeout,
+        "PartyApp.worker_memory_limit": args.worker_memory_limit,
         "ServerApp.port": args.port,
         "ServerApp.ip": args.ip,
     }

@@ -1,18 +1,32 @@
-"""`PartyApp`: the Jupyter server extension (DESIGN §10)."""
+"""`PartyApp`: the Jupyter server extension; its traits are documented in docs/configuration.md.
+
+Party code never runs in the server process (unless `workers = 0`): the extension starts and
+supervises worker processes (runtime/supervisor.py) and routes every room's traffic to the
+worker that owns the room (runtime/router.py).
+"""
 
 from __future__ import annotations
 
-from dataclasses import fields
+import asyncio
+import logging
+from dataclasses import asdict, fields
 from pathlib import Path
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Float, Int, Unicode, default
 
-from .runtime.host import Host, Limits
+from .runtime import partylog
+from .runtime.limits import Limits
+from .runtime.partylog import PartyLogs
 from .runtime.registry import Registry
-from .web.room_handler import HOST_SETTING
+from .runtime.router import Router
+from .runtime.session import Session
+from .runtime.shares import Shares
+from .runtime.storage import open_backend
+from .runtime.supervisor import Supervisor
 from .web.routes import ROUTES
+from .web.services import SETTING, PartyServices
 
 
 class PartyApp(ExtensionApp):
@@ -86,6 +100,28 @@ class PartyApp(ExtensionApp):
         Limits.awareness_burst,
         help="Awareness updates one connection may send at once above `awareness_rate`.",
     ).tag(config=True)
+    alarm_retry_base = Float(
+        Limits.alarm_retry_base,
+        help="Seconds before a failed `on_alarm` is retried; doubles on each retry (6 retries).",
+    ).tag(config=True)
+    workers = Int(
+        1,
+        help="Worker processes that run party code (rooms are placed by party and room id). "
+        "0 runs rooms in the server process itself: for debugging only, since a handler that "
+        "blocks or crashes then blocks or crashes the whole Jupyter server.",
+    ).tag(config=True)
+    handler_timeout = Float(
+        30.0,
+        help="Seconds one step of party code may run without returning to its event loop; "
+        "past it the worker is killed and restarted (its rooms' sockets close with 1011). "
+        "0: no limit.",
+    ).tag(config=True)
+    worker_memory_limit = Int(
+        None,
+        allow_none=True,
+        help="Bytes of resident memory a worker may use; past it the worker is restarted like "
+        "a crash. None: no limit.",
+    ).tag(config=True)
     stall_warning = Float(
         Limits.stall_warning,
         help="Log a warning when one synchronous step of a party hook blocks the event loop "
@@ -102,23 +138,80 @@ class PartyApp(ExtensionApp):
 
     def initialize_settings(self) -> None:
         # Every Limits field has a trait of the same name (test_limits_are_all_configurable).
-        limits = Limits(**{field.name: getattr(self, field.name) for field in fields(Limits)})
-        parties_dir = Path(self.parties_dir).expanduser()
-        parties_dir.mkdir(parents=True, exist_ok=True)
-        self.host = Host(Registry(parties_dir), self.storage_url, limits)
-        self.settings[HOST_SETTING] = self.host
-        self.log.info(
-            "jupyter_party: parties %s from %s, storage %s",
-            self.host.registry.names(),
-            self.parties_dir,
-            self.storage_url,
+        self.limits = Limits(**{f.name: getattr(self, f.name) for f in fields(Limits)})
+        Path(self.parties_dir).expanduser().mkdir(parents=True, exist_ok=True)
+        self.logs = PartyLogs()
+        partylog.install()
+        self.router = Router(self.workers, self.logs)
+        self.backend = open_backend(self.storage_url)  # share grants (and rooms, if workers = 0)
+        self.shares = Shares(self.backend)
+        self.session: Session | None = None
+        self.supervisor: Supervisor | None = None
+        self._starting: asyncio.Task[None] | None = None
+        self.router.starter = self._start_rooms
+        self.settings[SETTING] = PartyServices(
+            self.router, self.shares, self.limits, self._describe_workers
         )
 
     def initialize_handlers(self) -> None:
         self.handlers.extend(ROUTES)
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
-        await self.host.start()
+        await self._start_rooms()
+
+    def _start_rooms(self) -> asyncio.Task[None]:
+        """Start the workers (or the in-process session), once: at server start, or on the
+        first event, whichever comes first (an embedding app may never call the start hook)."""
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start())
+        return self._starting
+
+    async def _start(self) -> None:
+        parties_dir = str(Path(self.parties_dir).expanduser())
+        if self.workers == 0:
+            self.session = Session(
+                self.router.uplink(0), Registry(parties_dir), self.backend, self.limits
+            )
+            await self.session.start()
+            self.router.attach(0, self.session)
+        else:
+            config = {
+                "parties_dir": parties_dir,
+                "storage_url": self.storage_url,
+                "limits": asdict(self.limits),
+                "env": {},
+                "workers": self.workers,
+                "handler_timeout": self.handler_timeout,
+                "log_level": logging.getLogger("jupyter_party").getEffectiveLevel(),
+            }
+            self.supervisor = Supervisor(
+                self.router,
+                self.logs,
+                config,
+                self.workers,
+                self.handler_timeout,
+                self.worker_memory_limit,
+            )
+            await self.supervisor.start()
+        self.log.info(
+            "jupyter_party: %s, parties from %s, storage %s",
+            f"{self.workers} worker process(es)" if self.workers else "rooms in this process",
+            parties_dir,
+            self.storage_url,
+        )
+
+    def _describe_workers(self) -> list[dict]:
+        if self.supervisor is not None:
+            return self.supervisor.describe()
+        return [{"worker": 0, "pid": None, "restarts": 0, "last_exit": None}]
 
     async def stop_extension(self) -> None:
-        await self.host.close()
+        self.router.shutdown()
+        if self._starting is not None and not self._starting.done():
+            await self._starting
+        if self.session is not None:
+            await self.session.close()  # closes the shared backend too
+            return
+        if self.supervisor is not None:
+            await self.supervisor.stop()
+        await self.backend.close()

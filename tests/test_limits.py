@@ -116,7 +116,7 @@ async def test_timed_reports_each_blocking_step(caplog):
         return 42
 
     with caplog.at_level(logging.WARNING, logger="jupyter_party"):
-        assert await stall.timed(hook(), 0.1, "p", "r", "on_alarm") == 42
+        assert await stall.Steps(0.1).timed(hook(), "p", "r", "on_alarm") == 42
     messages = [r.getMessage() for r in caplog.records if r.name == "jupyter_party"]
     assert len(messages) == 1  # the 0.06 s step is under the threshold
     assert messages[0].startswith("party 'p' room 'r': on_alarm blocked the event loop for 0.1")
@@ -132,7 +132,7 @@ async def test_timed_passes_exceptions_and_cancellation_through(caplog):
         caplog.at_level(logging.WARNING, logger="jupyter_party"),
         pytest.raises(ValueError, match="boom"),
     ):
-        await stall.timed(fails(), 0.1, "p", "r", "on_message")
+        await stall.Steps(0.1).timed(fails(), "p", "r", "on_message")
     assert any("on_message blocked" in r.getMessage() for r in caplog.records)
 
     cleaned = []
@@ -143,7 +143,7 @@ async def test_timed_passes_exceptions_and_cancellation_through(caplog):
         finally:
             cleaned.append(True)
 
-    task = asyncio.ensure_future(stall.run(0.1, "p", "r", "on_alarm", slow))
+    task = asyncio.ensure_future(stall.Steps(0.1).run("p", "r", "on_alarm", slow))
     await asyncio.sleep(0.01)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

@@ -1,6 +1,6 @@
-"""Room alarms: persisted, fired at least once, retried with exponential backoff (DESIGN §5).
+"""Room alarms: persisted, fired at least once, retried with exponential backoff.
 
-The alarm row stays in storage until a run of `on_alarm` succeeds, so a server that dies before
+The alarm row stays in storage until a run of `on_alarm` succeeds, so a process that dies before
 or during the handler fires it again after restart. An evicted room is recreated to run it.
 """
 
@@ -10,24 +10,35 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
-from .errors import Overloaded
+from .errors import Overloaded, RoomError
 
 if TYPE_CHECKING:
-    from .host import Host
+    from .room import Room
+    from .storage import Backend
 
 log = logging.getLogger("jupyter_party")
 
 RETRIES = 6
 
 
-class AlarmClock:
-    """Timers for every room's alarm."""
+class Rooms(Protocol):
+    """How the clock reaches a room: the host's holds."""
 
-    def __init__(self, host: Host, retry_base: float = 2.0) -> None:
-        self.retry_base = retry_base  # seconds before the first retry; doubles each time
-        self._host = host
+    def acquire(self, party: str, room_id: str) -> Room: ...
+
+    def release(self, room: Room) -> None: ...
+
+
+class AlarmClock:
+    """Timers for every room's alarm; a failing `on_alarm` is retried after `retry_base`
+    seconds, doubling each time."""
+
+    def __init__(self, rooms: Rooms, backend: Backend, retry_base: float = 2.0) -> None:
+        self.retry_base = retry_base
+        self._rooms = rooms
+        self._backend = backend
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._running: set[asyncio.Task[None]] = set()
 
@@ -49,7 +60,7 @@ class AlarmClock:
         self._timers[party, room] = loop.call_later(delay, self._fire, party, room, at_ms, attempt)
 
     def stop(self) -> None:
-        """Disarm every timer and cancel running handlers (server shutdown)."""
+        """Disarm every timer and cancel running handlers (shutdown)."""
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
@@ -63,25 +74,25 @@ class AlarmClock:
         task.add_done_callback(self._running.discard)
 
     async def _run(self, party: str, room_id: str, at_ms: float, attempt: int) -> None:
-        backend = self._host.backend
+        backend = self._backend
         try:
-            room = self._host.acquire(party, room_id)
+            room = self._rooms.acquire(party, room_id)
         except KeyError as error:  # the party is gone; its alarm can never run
             log.error("alarm of %s/%s dropped: %s", party, room_id, error)
             await backend.set_alarm((party, room_id), None)
             return
-        except Overloaded:  # no room for it now (max_rooms): try again later
+        except (Overloaded, RoomError):  # no room for it now, or it cannot start: later
             self.schedule(party, room_id, at_ms, min(attempt + 1, RETRIES))
             return
         try:
-            await room.alarm()
+            await room._alarm()
         except Exception:
             if attempt < RETRIES:
                 self.schedule(party, room_id, at_ms, attempt + 1)
                 return
             log.error("alarm of %s/%s dropped after %d retries", party, room_id, RETRIES)
         finally:
-            self._host.release(room)
+            self._rooms.release(room)
         # Done (or given up): clear it, unless the handler set a new one meanwhile.
         if await backend.get_alarm((party, room_id)) == at_ms:
             await backend.set_alarm((party, room_id), None)

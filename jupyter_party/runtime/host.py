@@ -1,54 +1,36 @@
-"""`Host`: every live room of one server process, created on demand and evicted when idle.
+"""`Host`: the live rooms of one process, created on demand and evicted when idle.
 
-The host knows nothing of Jupyter or Tornado's web layer: the extension, the standalone server
-and (later) a worker process all drive the same Host.
+The host knows nothing of sockets or processes: the session (session.py) drives it, in a
+worker process or, with `workers = 0`, in the server process itself.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
 from typing import Any
 
-from . import partylog
 from .alarms import AlarmClock
-from .errors import Overloaded
-from .http import Request, Response
-from .partylog import PartyLogs
+from .errors import Overloaded, RoomError
+from .limits import Limits
+from .partylog import LogSink
 from .registry import Registry
-from .room import Room
-from .shares import Shares
-from .storage import Backend, open_backend
+from .room import Members, Room, RoomServices
+from .stall import Steps
+from .storage import Backend
 from .stubs import Parties
 from .tasks import spawn
 
 log = logging.getLogger("jupyter_party")
 
 GOING_AWAY = 1001
-UNAUTHENTICATED = 4401
 SERVICE_RESTART = 1012
+#: Longest pause before a room whose `on_start` keeps failing is tried again.
+MAX_START_BACKOFF = 60.0
 
-
-@dataclass
-class Limits:
-    """The limits of DESIGN §10, in bytes and seconds."""
-
-    max_message_size: int = 1 << 20
-    max_connections_per_room: int = 32768
-    max_rooms: int = 10000
-    room_idle_timeout: float = 60.0
-    send_buffer_limit: int = 4 << 20
-    ping_interval: float = 30.0
-    ping_timeout: float = 30.0
-    rate_limit_messages: float = 100.0
-    rate_limit_burst: int = 200
-    rate_limit_bytes: int = 1 << 20
-    rate_limit_window: float = 3.0
-    rate_limit_strikes: int = 3
-    awareness_rate: float = 10.0
-    awareness_burst: int = 20
-    stall_warning: float = 0.1
+__all__ = ["Host", "Limits"]
 
 
 class Host:
@@ -57,88 +39,93 @@ class Host:
     def __init__(
         self,
         registry: Registry,
-        storage_url: str,
-        limits: Limits | None = None,
+        backend: Backend,
+        limits: Limits,
+        *,
+        members: Members,
+        logs: LogSink,
+        parties: Parties,
+        steps: Steps | None = None,
         env: dict[str, Any] | None = None,
+        owns: Callable[[str, str], bool] = lambda party, room: True,
     ) -> None:
         self.registry = registry
-        self.limits = limits or Limits()
-        self.env = env or {}
-        self.backend: Backend = open_backend(storage_url)
-        self.alarms = AlarmClock(self)
-        self.shares = Shares(self.backend)
-        self.logs = PartyLogs()
-        partylog.install()
-        self.parties = Parties(self)
+        self.limits = limits
+        self.backend = backend
+        self.alarms = AlarmClock(self, backend, limits.alarm_retry_base)
         self.rooms: dict[tuple[str, str], Room] = {}
+        self._logs = logs
+        self._owns = owns
+        self._services = RoomServices(
+            env=env or {},
+            backend=backend,
+            limits=limits,
+            logs=logs,
+            steps=steps or Steps(limits.stall_warning),
+            members=members,
+            parties=parties,
+            alarm_watcher=self.alarms.watcher,
+            discard=self.discard,
+        )
         self._idle: dict[Room, asyncio.TimerHandle] = {}
+        self._failures: dict[tuple[str, str], tuple[int, float]] = {}  # start failures, retry at
+        self._handles = 0
         self._started = False
 
     async def start(self) -> None:
-        """Arm the alarms persisted by earlier runs. Idempotent."""
+        """Arm the alarms persisted by earlier runs for the rooms this host owns. Idempotent."""
         if self._started:
             return
         self._started = True
         for party, room, at_ms in await self.backend.alarms():
-            self.alarms.schedule(party, room, at_ms)
+            if self._owns(party, room):
+                self.alarms.schedule(party, room, at_ms)
 
     def acquire(self, party: str, room_id: str) -> Room:
         """The room `(party, room_id)`, created on demand, held until `release`.
 
-        Raises KeyError (UnknownParty) for an unknown party and Overloaded past `max_rooms`.
+        Raises UnknownParty (a KeyError), Overloaded past `max_rooms`, and RoomError while a
+        room whose `on_start` keeps failing waits for its next try.
         """
         room = self.rooms.get((party, room_id))
         if room is None:
             server_class = self.registry.get(party)
             if len(self.rooms) >= self.limits.max_rooms:
                 raise Overloaded(f"too many rooms: the limit is {self.limits.max_rooms}")
-            room = self.rooms[party, room_id] = Room(self, party, server_class, room_id)
+            self._check_backoff(party, room_id)
+            self._handles += 1
+            room = Room(self._services, party, server_class, room_id, self._handles)
+            self.rooms[party, room_id] = room
+            room._started.add_done_callback(lambda _: self._started_or_failed(room))
         timer = self._idle.pop(room, None)
         if timer is not None:
             timer.cancel()
-        room.leases += 1
+        room._leases += 1
         return room
 
     def release(self, room: Room) -> None:
         """End a hold taken with `acquire`; the last one starts the idle countdown."""
-        room.leases -= 1
-        if room.leases == 0 and self.rooms.get((room.party, room.id)) is room:
+        room._leases -= 1
+        if room._leases == 0 and self.rooms.get((room.party, room.id)) is room:
             delay = self.limits.room_idle_timeout
             self._idle[room] = asyncio.get_running_loop().call_later(delay, self._evict, room)
 
     def discard(self, room: Room) -> None:
-        """Forget a room (it failed to start); the next event creates a new instance."""
+        """Forget a room (it failed to start, or broke); the next event makes a new instance."""
         if self.rooms.get((room.party, room.id)) is room:
             del self.rooms[room.party, room.id]
         timer = self._idle.pop(room, None)
         if timer is not None:
             timer.cancel()
 
-    async def request(self, party: str, room_id: str, request: Request) -> Response:
-        """Deliver an HTTP request to a room."""
-        room = self.acquire(party, room_id)
-        try:
-            return await room.request(request)
-        finally:
-            self.release(room)
-
-    async def revoke_share(self, id: str) -> bool:
-        """Revoke a share grant and close every socket opened with it."""
-        revoked = await self.shares.revoke(id)
-        for room in list(self.rooms.values()):
-            for connection in room.get_connections():
-                if connection.share_id == id:
-                    connection.close(UNAUTHENTICATED, "share link revoked")
-        return revoked
-
-    async def evict(self, party: str, room_id: str) -> bool:
+    async def evict(self, party: str, room_id: str, reason: str = "room evicted") -> bool:
         """Stop a live room now (its clients reconnect to a fresh instance); storage is kept.
         Returns False if no such room is live."""
         room = self.rooms.get((party, room_id))
         if room is None:
             return False
         self.discard(room)
-        await room.stop(SERVICE_RESTART, "room evicted")
+        await room._stop(SERVICE_RESTART, reason)
         return True
 
     async def reload(self, party: str) -> int:
@@ -149,7 +136,8 @@ class Host:
         closed = sum(len(room.get_connections()) for room in rooms)
         for room in rooms:
             self.discard(room)
-        await asyncio.gather(*(room.stop(SERVICE_RESTART, "party redeployed") for room in rooms))
+        await asyncio.gather(*(room._stop(SERVICE_RESTART, "party redeployed") for room in rooms))
+        self._failures = {key: v for key, v in self._failures.items() if key[0] != party}
         return closed
 
     def describe(self) -> list[dict[str, Any]]:
@@ -159,7 +147,7 @@ class Host:
                 "party": party,
                 "room": room_id,
                 "connections": len(room.get_connections()),
-                "last_activity": room.last_activity,
+                "last_activity": room._last_activity,
             }
             for (party, room_id), room in sorted(self.rooms.items())
         ]
@@ -172,12 +160,39 @@ class Host:
             timer.cancel()
         self._idle.clear()
         self.rooms.clear()
-        await asyncio.gather(*(room.stop(GOING_AWAY, "server shutting down") for room in rooms))
+        await asyncio.gather(*(room._stop(GOING_AWAY, "server shutting down") for room in rooms))
         await self.backend.close()
 
     def _evict(self, room: Room) -> None:
         self._idle.pop(room, None)
-        if room.leases == 0:
+        if room._leases == 0:
             self.discard(room)
-            spawn(room.stop())
+            spawn(room._stop())
             log.debug("evicted idle room %s/%s", room.party, room.id)
+
+    # -- rooms whose on_start fails: tried again at once, then after 1, 2, 4, ... s ---------
+
+    def _check_backoff(self, party: str, room_id: str) -> None:
+        failures, retry_at = self._failures.get((party, room_id), (0, 0.0))
+        wait = retry_at - time.monotonic()
+        if wait > 0:
+            raise RoomError(
+                f"on_start of party {party!r} room {room_id!r} failed {failures} times in a "
+                f"row; next try in {wait:.0f} s"
+            )
+
+    def _started_or_failed(self, room: Room) -> None:
+        key = (room.party, room.id)
+        if room._failure is None:
+            self._failures.pop(key, None)
+            return
+        failures = self._failures.get(key, (0, 0.0))[0] + 1
+        backoff = 0.0 if failures == 1 else min(2.0 ** (failures - 2), MAX_START_BACKOFF)
+        self._failures[key] = (failures, time.monotonic() + backoff)
+        if backoff:
+            self._logs.record(
+                room.party,
+                room.id,
+                "error",
+                f"on_start failed {failures} times in a row: next try in {backoff:.0f} s",
+            )

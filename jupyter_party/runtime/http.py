@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from typing import Any
 
 from tornado.httputil import HTTPHeaders
@@ -80,3 +80,60 @@ def to_response(value: Any) -> Response:
 def dumps(value: Any) -> str:
     """Compact JSON text, as sent for dict and list messages."""
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+# -- across the worker boundary: JSON-able headers plus the body as the frame's payload ------
+
+#: Request headers party code never sees: the Jupyter token and login cookie stay with the server.
+CREDENTIAL_HEADERS = frozenset({"authorization", "cookie", "x-xsrftoken", "x-xsrf-token"})
+
+
+def request_to_wire(request: Request) -> dict[str, Any]:
+    """A request as JSON-able fields (its body travels separately, untouched)."""
+    user = request.user
+    return {
+        "method": request.method,
+        "url": request.url,
+        "path": request.path,
+        "query": request.query,
+        "headers": [
+            [k, v] for k, v in request.headers.get_all() if k.lower() not in CREDENTIAL_HEADERS
+        ],
+        "user": asdict(user) if user is not None and is_dataclass(user) else None,
+        "access": request.access,
+    }
+
+
+def request_from_wire(fields: dict[str, Any], body: bytes) -> Request:
+    """The request `request_to_wire` described."""
+    from jupyter_server.auth import User
+
+    headers = HTTPHeaders()
+    for name, value in fields["headers"]:
+        headers.add(name, value)
+    user = fields.get("user")
+    return Request(
+        method=fields["method"],
+        url=fields["url"],
+        path=fields["path"],
+        query=fields["query"],
+        headers=headers,
+        body=body,
+        user=User(**user) if user is not None else None,
+        access=fields["access"],
+    )
+
+
+def response_to_wire(response: Response) -> tuple[dict[str, Any], bytes]:
+    fields = {
+        "status": response.status,
+        "headers": response.headers,
+        "text": isinstance(response.body, str),
+    }
+    return fields, response.body_bytes()
+
+
+def response_from_wire(fields: dict[str, Any], body: bytes) -> Response:
+    return Response(
+        body.decode("utf-8") if fields["text"] else body, fields["status"], fields["headers"]
+    )

@@ -1,9 +1,10 @@
 """What party code prints, logs and raises, kept per party and streamed back (DESIGN §6).
 
-Hooks run with `current_room` set to `(logs, party, room id)`; tasks that party code starts
-from a hook inherit it. While it is set, `print` output (of party modules) and log records
-land in that party's bounded log, so the notebook that deployed a party sees its output
-instead of a server log.
+Hooks run with `current_room` set to `(sink, party, room id)`; tasks that party code starts
+from a hook inherit it. While it is set, `print` output (of party modules) and log records go
+to the sink: in a worker process, the uplink to the server process; there, each party's
+bounded `PartyLog`, so the notebook that deployed a party sees its output instead of a server
+log, and it outlives a worker that crashed.
 """
 
 from __future__ import annotations
@@ -17,9 +18,16 @@ import traceback
 from collections import deque
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
-current_room: ContextVar[tuple[PartyLogs, str, str] | None] = ContextVar(
+
+class LogSink(Protocol):
+    """Where party output goes."""
+
+    def record(self, party: str, room: str | None, kind: str, text: str) -> None: ...
+
+
+current_room: ContextVar[tuple[LogSink, str, str] | None] = ContextVar(
     "jupyter_party_room", default=None
 )
 
@@ -74,13 +82,15 @@ class PartyLogs(dict[str, PartyLog]):
         log = self[party] = PartyLog()
         return log
 
-    def enter(self, party: str, room: str) -> Any:
-        """Mark the running code as `(party, room)`'s; returns a token for `current_room.reset`."""
-        return current_room.set((self, party, room))
+    def record(self, party: str, room: str | None, kind: str, text: str) -> None:
+        """Append one record to `party`'s log."""
+        self[party].append(kind, room, text)
 
-    def error(self, party: str, room: str | None, hook: str, error: BaseException) -> None:
-        text = "".join(traceback.format_exception(error)).rstrip()
-        self[party].append("error", room, f"{hook} raised:\n{text}")
+
+def error_text(hook: str, error: BaseException) -> str:
+    """How a handler error reads in the party's log: the hook, then the traceback."""
+    text = "".join(traceback.format_exception(error)).rstrip()
+    return f"{hook} raised:\n{text}"
 
 
 def party_print(
@@ -94,9 +104,9 @@ def party_print(
     builtins.print(*args, sep=sep, end=end, file=file, flush=flush)
     where = current_room.get()
     if where is not None and file in (None, sys.stdout, sys.stderr):
-        logs, party, room = where
+        sink, party, room = where
         for line in (" " if sep is None else sep).join(map(str, args)).split("\n"):
-            logs[party].append("print", room, line)
+            sink.record(party, room, "print", line)
 
 
 class _LogHandler(logging.Handler):
@@ -106,8 +116,8 @@ class _LogHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         where = current_room.get()
         if where is not None and record.name != "jupyter_party":
-            logs, party, room = where
-            logs[party].append("log", room, f"{record.levelname} {record.getMessage()}")
+            sink, party, room = where
+            sink.record(party, room, "log", f"{record.levelname} {record.getMessage()}")
 
 
 def install() -> None:

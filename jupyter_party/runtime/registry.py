@@ -104,6 +104,11 @@ class Registry:
         self.add(name, server_class, str(path))
         return server_class
 
+    def reload(self, name: str) -> None:
+        """Import party `name` again from `parties_dir` (deployed by another process)."""
+        if self.parties_dir is not None:
+            self._load_file(self.parties_dir / f"{name}.py")
+
     def _load_entry_points(self) -> None:
         for point in entry_points(group=ENTRY_POINT_GROUP):
             self._guarded(point.name, f"entry point {point.value}", point.load)

@@ -1,10 +1,12 @@
 """`Room`: one live instance of a party, and the order in which its events are delivered.
 
-A room runs `on_start` before anything else, then delivers events as they come. Each
-connection's messages are handled in order (the transport waits for a message's handler before
-reading the next frame). `block_concurrency_while` closes the room's gate, so no new event
-starts until the work is done. Handler errors stay inside the room: they are logged with the
-party and room, passed to `on_error`, and never reach other rooms or the transport.
+A room runs `on_start` before anything else, then delivers events as they come. The session
+hands each connection's messages over in order (waiting for a message's handler before the
+next). `block_concurrency_while` closes the room's gate, so no new event starts until the work
+is done. Handler errors stay inside the room: they are logged with the party and room, passed
+to `on_error`, and never reach other rooms or the transport.
+
+Party code sees the public names; the session drives the room through the `_`-prefixed ones.
 """
 
 from __future__ import annotations
@@ -15,19 +17,19 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from time import perf_counter
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from . import stall
-from .connection import Connection, Outgoing
+from .connection import Connection
 from .errors import RoomError
 from .http import Request, Response, to_response
-from .partylog import current_room
+from .limits import Limits
+from .outbox import Outgoing
+from .partylog import LogSink, current_room, error_text
 from .server import ConnectionContext, Server
-from .storage import Storage
+from .stall import Steps
+from .storage import Backend, Storage
 
 if TYPE_CHECKING:
-    from .host import Host
     from .stubs import Parties
 
 log = logging.getLogger("jupyter_party")
@@ -35,6 +37,29 @@ T = TypeVar("T")
 
 MAX_TAGS = 9
 MAX_TAG_LENGTH = 256
+
+
+class Members(Protocol):
+    """Where the room's membership and broadcasts go: the session's uplink."""
+
+    def joined(self, conn: int, room: int) -> None: ...
+
+    def broadcast(self, room: int, message: Outgoing, without: list[str]) -> None: ...
+
+
+@dataclass
+class RoomServices:
+    """What a room needs from the process that hosts it, and nothing more."""
+
+    env: dict[str, Any]
+    backend: Backend
+    limits: Limits
+    logs: LogSink
+    steps: Steps
+    members: Members
+    parties: Parties
+    alarm_watcher: Callable[[str, str], Callable[[float | None], None]]
+    discard: Callable[[Room], None]
 
 
 @dataclass
@@ -57,23 +82,26 @@ class Context:
 class Room:
     """A live instance of a party, addressed by `(party, id)`."""
 
-    def __init__(self, host: Host, party: str, server_class: type[Server], id: str) -> None:
+    def __init__(
+        self, services: RoomServices, party: str, server_class: type[Server], id: str, handle: int
+    ) -> None:
         self.id = id
         self.party = party
-        self.env = host.env
-        self.storage = Storage(host.backend, party, id, host.alarms.watcher(party, id))
-        self.context = Context(host.parties)
+        self.env = services.env
+        self.storage = Storage(services.backend, party, id, services.alarm_watcher(party, id))
+        self.context = Context(services.parties)
         self.server: Server | None = None
+        self._services = services
+        self._handle = handle  # the room's number on the wire
         self._server_class = server_class
-        self._host = host
         self._connections: dict[Connection, None] = {}  # insertion-ordered set, keyed by socket
         self._gate = asyncio.Event()  # set while events may start
         self._block = asyncio.Lock()
         self._failure: BaseException | None = None
         self._closing: set[asyncio.Task[None]] = set()
-        self.leases = 0  # events and connections in progress; an idle room has none
-        self.last_activity = time.time()  # of the last event: shown by the admin API
-        self.started = asyncio.ensure_future(self._start())
+        self._leases = 0  # events and connections in progress; an idle room has none
+        self._last_activity = time.time()  # of the last event: shown by the admin API
+        self._started = asyncio.ensure_future(self._start())
 
     def __repr__(self) -> str:
         return f"<Room {self.party}/{self.id}>"
@@ -83,17 +111,15 @@ class Room:
     def broadcast(self, message: Any, without: Iterable[str] = ()) -> None:
         """Send `message` to every connection whose id is not in `without`.
 
-        The message is encoded (and framed) once, whatever the number of recipients.
+        The message is encoded once and crosses to the server process once, whatever the
+        number of recipients; the server process writes it to each socket.
         """
-        outgoing = Outgoing(message)
-        skip = set(without)
-        for connection in self._connections:
-            if connection.id not in skip:
-                connection._enqueue(outgoing)
+        if self._connections:
+            self._services.members.broadcast(self._handle, Outgoing(message), list(without))
 
     def discard(self) -> None:
         """Forget this instance: the next event creates a new one (storage is kept)."""
-        self._host.discard(self)
+        self._services.discard(self)
 
     def get_connection(self, id: str) -> Connection | None:
         """The newest open connection with this id, or None."""
@@ -121,109 +147,111 @@ class Room:
                 if was_open:
                     self._gate.set()
 
-    # -- events, called by the transports and the host --------------------------------------
+    # -- events, called by the session ------------------------------------------------------
 
-    async def connect(self, connection: Connection, request: Request) -> None:
+    async def _connect(self, connection: Connection, request: Request) -> None:
         """Admit a connection: tags, then `on_connect`. Raises RoomError if that fails."""
         await self._open()
-        self.last_activity = time.time()
+        self._last_activity = time.time()
         server = self.server
         ctx = ConnectionContext(request)
         self._connections[connection] = None
+        self._services.members.joined(connection._handle, self._handle)
         try:
             connection.tags = _check_tags(
                 await self._run("get_connection_tags", server.get_connection_tags, connection, ctx)
             )
-            await self._run("on_connect", server.handle_connect, connection, ctx)
+            await self._run("on_connect", server._handle_connect, connection, ctx)
         except Exception as error:
             self._connections.pop(connection, None)
-            await self.report_error("on_connect", connection, error)
+            connection.closed = True
+            await self._report_error("on_connect", connection, error)
             raise RoomError(f"{type(error).__name__}: {error}") from error
 
-    def deliver(self, connection: Connection, message: str | bytes) -> Awaitable[None] | None:
+    def _deliver(self, connection: Connection, message: str | bytes) -> Awaitable[None] | None:
         """Hand a message to `on_message`; returns an awaitable only when there is waiting to do.
 
         This is the hot path: a synchronous handler in an open room costs one call.
         """
         if connection.closed:  # the server closed it: frames still in flight are dropped
             return None
-        self.last_activity = time.time()
+        self._last_activity = time.time()
         if not self._gate.is_set():
             return self._deliver_later(connection, message)
-        start = perf_counter()
-        context = self._host.logs.enter(self.party, self.id)
+        steps = self._services.steps
+        context = current_room.set((self._services.logs, self.party, self.id))
+        start = steps.begin(self.party, self.id, "on_message")
         try:
-            result = self.server.handle_message(message, connection)
+            result = self.server._handle_message(message, connection)
         except Exception as error:
-            return self.report_error("on_message", connection, error)
+            return self._report_error("on_message", connection, error)
         finally:
+            steps.end(start, self.party, self.id, "on_message")
             current_room.reset(context)
-            if (elapsed := perf_counter() - start) > self._host.limits.stall_warning > 0:
-                stall.report(self.party, self.id, "on_message", elapsed)
         if result is not None and inspect.isawaitable(result):
             return self._settle("on_message", connection, result)
         return None
 
-    async def disconnect(self, connection: Connection, code: int, reason: str) -> None:
+    async def _disconnect(self, connection: Connection, code: int, reason: str) -> None:
         """Forget a closed connection and tell the party."""
-        connection._mark_closed()
+        connection.closed = True
         if connection not in self._connections:
             return
         del self._connections[connection]
         task = asyncio.ensure_future(self._close_hook(connection, code, reason))
-        self._closing.add(task)  # `stop` waits for these: they may still use storage
+        self._closing.add(task)  # `_stop` waits for these: they may still use storage
         task.add_done_callback(self._closing.discard)
         await task
 
     async def _close_hook(self, connection: Connection, code: int, reason: str) -> None:
         try:
-            await self._run("on_close", self.server.handle_close, connection, code, reason)
+            await self._run("on_close", self.server._handle_close, connection, code, reason)
         except Exception as error:
-            await self.report_error("on_close", connection, error)
+            await self._report_error("on_close", connection, error)
 
-    async def request(self, request: Request) -> Response:
+    async def _request(self, request: Request) -> Response:
         """Answer an HTTP request with `on_request`; a handler error becomes a bare 500."""
         await self._open()
-        self.last_activity = time.time()
+        self._last_activity = time.time()
         try:
             return to_response(await self._run("on_request", self.server.on_request, request))
         except Exception as error:
-            await self.report_error("on_request", None, error)
+            await self._report_error("on_request", None, error)
             return Response("Internal Server Error: the party's handler failed", 500)
 
-    async def alarm(self) -> None:
+    async def _alarm(self) -> None:
         """Run `on_alarm`; errors are reported and re-raised so the alarm is retried."""
         await self._open()
-        self.last_activity = time.time()
+        self._last_activity = time.time()
         try:
             await self._run("on_alarm", self.server.on_alarm)
         except Exception as error:
-            await self.report_error("on_alarm", None, error)
+            await self._report_error("on_alarm", None, error)
             raise
 
-    async def stop(self, code: int = 1001, reason: str = "room stopped") -> None:
+    async def _stop(self, code: int = 1001, reason: str = "room stopped") -> None:
         """Close every connection (running `on_close` now, not when the socket is gone), then
         let the party finish pending work: the instance is going away."""
         for connection in list(self._connections):
             connection.close(code, reason)
-            await self.disconnect(connection, code, reason)
+            await self._disconnect(connection, code, reason)
         await asyncio.gather(*self._closing)
         if self.server is not None and self._failure is None:
             try:
-                await maybe_await(self.server.handle_stop())
+                await self._run("stop", self.server._handle_stop)
             except Exception as error:
-                await self.report_error("handle_stop", None, error)
+                await self._report_error("stop", None, error)
 
     # -- internals --------------------------------------------------------------------------
 
     async def _start(self) -> None:
         try:
             self.server = self._server_class(self)
-            await self._run("on_start", self.server.handle_start)
+            await self._run("on_start", self.server._handle_start)
         except Exception as error:
             self._failure = error
-            await self.report_error("on_start", None, error)
-            self._host.discard(self)
+            await self._report_error("on_start", None, error)
+            self._services.discard(self)
         finally:
             self._gate.set()
 
@@ -236,38 +264,35 @@ class Room:
 
     async def _deliver_later(self, connection: Connection, message: str | bytes) -> None:
         await self._open()
-        result = self.deliver(connection, message)
+        result = self._deliver(connection, message)
         if result is not None:
             await result
 
     async def _run(self, hook: str, fn: Callable[..., Any], *args: Any) -> Any:
         """Call hook `fn(*args)` as this room's code (its output goes to the party's log),
-        await its result if need be, and warn of event-loop stalls."""
-        context = self._host.logs.enter(self.party, self.id)
+        await its result if need be, timing every step."""
+        context = current_room.set((self._services.logs, self.party, self.id))
         try:
-            limit = self._host.limits.stall_warning
-            return await stall.run(limit, self.party, self.id, hook, fn, *args)
+            return await self._services.steps.run(self.party, self.id, hook, fn, *args)
         finally:
             current_room.reset(context)
 
     async def _settle(self, hook: str, connection: Connection | None, result: Any) -> None:
-        context = self._host.logs.enter(self.party, self.id)
+        context = current_room.set((self._services.logs, self.party, self.id))
         try:
-            await maybe_await(
-                stall.timed(result, self._host.limits.stall_warning, self.party, self.id, hook)
-            )
+            await maybe_await(self._services.steps.timed(result, self.party, self.id, hook))
         except Exception as error:
-            await self.report_error(hook, connection, error)
+            await self._report_error(hook, connection, error)
         finally:
             current_room.reset(context)
 
-    async def report_error(
+    async def _report_error(
         self, hook: str, connection: Connection | None, error: BaseException
     ) -> None:
         """Log a handler error with its party and room (also in the party's own log, for the
         notebook that deployed it), then pass it to `on_error`."""
         log.error("party %r room %r: %s raised", self.party, self.id, hook, exc_info=error)
-        self._host.logs.error(self.party, self.id, hook, error)
+        self._services.logs.record(self.party, self.id, "error", error_text(hook, error))
         if self.server is None or hook == "on_error":
             return
         try:

@@ -91,19 +91,19 @@ class Server:
     # The room calls these; they call the hooks above. A class that speaks a protocol on top of
     # rooms (YServer) overrides them, handles its own frames, and passes the rest on.
 
-    def handle_start(self) -> Awaitable[None] | None:
+    def _handle_start(self) -> Awaitable[None] | None:
         return self.on_start()
 
-    def handle_connect(self, connection: Connection, ctx: ConnectionContext) -> Any:
+    def _handle_connect(self, connection: Connection, ctx: ConnectionContext) -> Any:
         return self.on_connect(connection, ctx)
 
-    def handle_message(self, message: str | bytes, sender: Connection) -> Any:
+    def _handle_message(self, message: str | bytes, sender: Connection) -> Any:
         return self.on_message(message, sender)
 
-    def handle_close(self, connection: Connection, code: int, reason: str) -> Any:
+    def _handle_close(self, connection: Connection, code: int, reason: str) -> Any:
         return self.on_close(connection, code, reason)
 
-    def handle_stop(self) -> Awaitable[None] | None:
+    def _handle_stop(self) -> Awaitable[None] | None:
         """The room is going away (idle eviction or server shutdown): finish pending work."""
 
     @staticmethod

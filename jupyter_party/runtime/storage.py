@@ -297,6 +297,9 @@ class SQLiteBackend(Backend):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         # Opening happens once at startup, so doing it on the calling thread is acceptable.
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        # The server process (share grants) and every worker write to the same file; rooms
+        # never overlap, so a writer waiting its turn is all the coordination needed.
+        self._conn.execute("PRAGMA busy_timeout=30000")
         self._conn.execute("PRAGMA journal_mode=WAL")
         # FULL fsyncs the WAL at every commit: an acknowledged write survives power loss.
         self._conn.execute("PRAGMA synchronous=FULL")

@@ -1,62 +1,74 @@
-"""Calls from one room to another: `room.context.parties[name].get(id)` (DESIGN §3).
+"""Calls from one room to another: `room.context.parties[name].get(id)`.
 
 Like PartyKit, these calls go straight to the target room, skipping its `on_before_*` gates:
-they come from trusted party code in the same server. `socket()` opens an in-process
-connection that the target room sees like any other.
+they come from trusted party code of the same server. They travel through the server process,
+which routes them to the worker that owns the target room (maybe this one), so a room is
+reached the same way from everywhere.
 """
 
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tornado.httputil import HTTPHeaders
 
-from .connection import Connection, Outgoing
 from .http import Request, Response
-from .tasks import spawn
+from .outbox import Outgoing
 
 if TYPE_CHECKING:
-    from .host import Host
+    from .registry import Registry
 
 _CLOSED = object()
+
+
+class Calls(Protocol):
+    """How stubs reach other rooms: the session."""
+
+    async def fetch(self, party: str, room: str, request: Request) -> Response: ...
+
+    async def socket(self, party: str, room: str, path: str, id: str | None) -> LocalSocket: ...
+
+    def send_to_room(self, conn: int, message: Outgoing) -> None: ...
+
+    def close_to_room(self, conn: int, code: int, reason: str) -> None: ...
 
 
 class Parties(Mapping[str, "PartyStub"]):
     """`room.context.parties`: every party of the server, by name."""
 
-    def __init__(self, host: Host) -> None:
-        self._host = host
+    def __init__(self, registry: Registry, calls: Calls) -> None:
+        self._registry = registry
+        self._calls = calls
 
     def __getitem__(self, name: str) -> PartyStub:
-        self._host.registry.get(name)  # raises KeyError with a clear message
-        return PartyStub(self._host, name)
+        self._registry.get(name)  # raises KeyError with a clear message
+        return PartyStub(self._calls, name)
 
-    def __iter__(self):
-        return iter(self._host.registry.names())
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._registry.names())
 
     def __len__(self) -> int:
-        return len(self._host.registry.names())
+        return len(self._registry.names())
 
 
 class PartyStub:
     """One party; `get(id)` addresses one of its rooms (created on demand)."""
 
-    def __init__(self, host: Host, name: str) -> None:
-        self._host = host
+    def __init__(self, calls: Calls, name: str) -> None:
+        self._calls = calls
         self.name = name
 
     def get(self, id: str) -> RoomStub:
-        return RoomStub(self._host, self.name, id)
+        return RoomStub(self._calls, self.name, id)
 
 
 class RoomStub:
     """A handle on another room: HTTP with `fetch`, WebSocket with `socket`."""
 
-    def __init__(self, host: Host, party: str, id: str) -> None:
-        self._host = host
+    def __init__(self, calls: Calls, party: str, id: str) -> None:
+        self._calls = calls
         self.party = party
         self.id = id
 
@@ -79,59 +91,40 @@ class RoomStub:
             headers=HTTPHeaders(dict(headers or {})),
             body=body.encode("utf-8") if isinstance(body, str) else body,
         )
-        return await self._host.request(self.party, self.id, request)
+        return await self._calls.fetch(self.party, self.id, request)
 
     async def socket(self, path: str = "", *, id: str | None = None) -> LocalSocket:
-        """Open an in-process connection to the room; returns once `on_connect` finished."""
-        socket = LocalSocket()
-        connection = Connection(
-            id or uuid.uuid4().hex,
-            f"/parties/{self.party}/{self.id}{path}",
-            socket,
-            self._host.registry.get(self.party).send_buffer_limit
-            or self._host.limits.send_buffer_limit,
-        )
-        socket._room = room = self._host.acquire(self.party, self.id)
-        socket._connection = connection
-        try:
-            await room.connect(connection, Request(url=connection.uri, path=path))
-        except BaseException:
-            self._host.release(room)
-            raise
-        return socket
+        """Open a connection to the room; returns once its `on_connect` finished."""
+        return await self._calls.socket(self.party, self.id, path, id)
 
 
 class LocalSocket:
-    """The client end of an in-process connection: `send`, `recv`, `async for`, `close`."""
+    """The client end of a connection from party code: `send`, `recv`, `async for`, `close`."""
 
-    def __init__(self) -> None:
+    def __init__(self, calls: Calls, conn: int) -> None:
+        self._calls = calls
+        self._conn = conn
         self._inbox: asyncio.Queue[Any] = asyncio.Queue()
-        self._room: Any = None
-        self._connection: Connection | None = None
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.close_code: int | None = None
         self.close_reason = ""
 
-    # Transport side: what the room's Connection calls.
-    def write(self, batch: list[Outgoing]) -> None:
-        for message in batch:
+    # What the room's side does to it.
+    def _receive(self, message: Outgoing) -> None:
+        if self.close_code is None:
             self._inbox.put_nowait(message.data)
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
-        """Close the connection (from either side); the room's `on_close` runs."""
-        if self.close_code is not None:
-            return
-        self.close_code, self.close_reason = code, reason
-        self._inbox.put_nowait(_CLOSED)
-        spawn(self._disconnect(code, reason))
+    def _closed(self, code: int, reason: str) -> None:
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+            self._inbox.put_nowait(_CLOSED)
 
-    # Client side.
+    # The client's side.
     async def send(self, message: str | bytes | Any) -> None:
-        """Deliver a message to the room's `on_message`, in order; returns once handled."""
+        """Send a message to the room's `on_message` (messages arrive in order)."""
         if self.close_code is not None:
             raise ConnectionError("the socket is closed")
-        result = self._room.deliver(self._connection, Outgoing(message).data)
-        if result is not None:
-            await result
+        self._calls.send_to_room(self._conn, Outgoing(message))
 
     async def recv(self) -> str | bytes:
         """The next message from the room; raises ConnectionError once closed."""
@@ -141,6 +134,12 @@ class LocalSocket:
             raise ConnectionError(f"closed with {self.close_code}: {self.close_reason}")
         return message
 
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the connection; the room's `on_close` runs."""
+        if self.close_code is None:
+            self._closed(code, reason)
+            self._calls.close_to_room(self._conn, code, reason)
+
     def __aiter__(self) -> LocalSocket:
         return self
 
@@ -149,9 +148,3 @@ class LocalSocket:
             return await self.recv()
         except ConnectionError:
             raise StopAsyncIteration from None
-
-    async def _disconnect(self, code: int, reason: str) -> None:
-        try:
-            await self._room.disconnect(self._connection, code, reason)
-        finally:
-            self._room._host.release(self._room)

@@ -135,7 +135,7 @@ class YServer(Server):
 
     # -- the protocol layer -----------------------------------------------------------------
 
-    async def handle_start(self) -> None:
+    async def _handle_start(self) -> None:
         if self.persistence:
             await self._load()
         else:
@@ -144,7 +144,7 @@ class YServer(Server):
         await maybe_await(self.on_load())
         await maybe_await(self.on_start())
 
-    async def handle_connect(self, connection: Connection, ctx: ConnectionContext) -> None:
+    async def _handle_connect(self, connection: Connection, ctx: ConnectionContext) -> None:
         if "epoch" in ctx.request.query:  # our Python provider: it can reload on a new epoch
             if ctx.request.query["epoch"] not in ("", self.epoch):
                 connection.close(EPOCH_CHANGED, "the document was recreated: reload it")
@@ -155,7 +155,7 @@ class YServer(Server):
             connection.send(awareness_frame(encode_awareness(list(self._awareness.values()))))
         await maybe_await(self.on_connect(connection, ctx))
 
-    def handle_message(self, message: str | bytes, sender: Connection) -> Any:
+    def _handle_message(self, message: str | bytes, sender: Connection) -> Any:
         if self._broken:
             return None
         try:
@@ -183,7 +183,7 @@ class YServer(Server):
             self._reset(error)
         return None
 
-    async def handle_close(self, connection: Connection, code: int, reason: str) -> None:
+    async def _handle_close(self, connection: Connection, code: int, reason: str) -> None:
         self._batches.pop(connection, None)
         gone = [e for c, e in self._awareness.items() if self._owners.get(c) is connection]
         if gone:
@@ -195,7 +195,7 @@ class YServer(Server):
         if not self.room.get_connections():
             await self._settle()
 
-    async def handle_stop(self) -> None:
+    async def _handle_stop(self) -> None:
         await self._settle()
 
     # -- inbound frames ---------------------------------------------------------------------
@@ -221,7 +221,7 @@ class YServer(Server):
         sender's awareness rate are dropped silently: awareness is a stream of latest states."""
         limiter = _AWARENESS_RATES.get(sender)
         if limiter is None:
-            limits = self.room._host.limits
+            limits = self.room._services.limits
             limiter = RateLimiter(limits.awareness_rate, limits.awareness_burst, strikes=0)
             _AWARENESS_RATES[sender] = limiter
         if not limiter.allow():
@@ -251,7 +251,7 @@ class YServer(Server):
         try:
             self.document.apply_update(update)
         except ExceptionGroup as errors:
-            spawn(self.room.report_error("document observer", None, errors))
+            spawn(self.room._report_error("document observer", None, errors))
 
     def _read_only(self, connection: Connection) -> bool:
         # A read-only share link is enforced here, whatever the party's is_read_only says.
@@ -306,7 +306,7 @@ class YServer(Server):
             ):
                 await self._compact()
         except Exception as error:  # e.g. disk full: the document stays live in memory
-            await self.room.report_error("persistence", None, error)
+            await self.room._report_error("persistence", None, error)
 
     async def _load(self) -> None:
         storage = self.room.storage
@@ -386,7 +386,7 @@ class YServer(Server):
         try:
             await maybe_await(self.on_save())
         except Exception as error:
-            await self.room.report_error("on_save", None, error)
+            await self.room._report_error("on_save", None, error)
 
 
 def _parts(prefix: str, data: bytes) -> dict[str, bytes]:

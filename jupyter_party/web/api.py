@@ -1,4 +1,4 @@
-"""Admin REST API under `{base}party-api/` (DESIGN §4): Jupyter authentication only."""
+"""Admin REST API under `{base}party-api/`: Jupyter authentication only."""
 
 from __future__ import annotations
 
@@ -8,20 +8,29 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
+from ..protocol.codes import CloseCode
 from ..protocol.names import InvalidName, split_room_path
-from ..runtime.registry import DeployError
+from ..runtime.channel import ChannelLost
+from ..runtime.errors import Overloaded
 from ..runtime.shares import DEFAULT_EXPIRES_IN
-from ..runtime.yserver import YServer
-from ..widgets._uisource import party_ui_source
-from .room_handler import HOST_SETTING, SHARE_PARAM
+from .room_handler import SHARE_PARAM
+from .services import SETTING, PartyServices
 
 
 class _AdminHandler(APIHandler):
     auth_resource = "party"
 
     @property
-    def host(self):
-        return self.settings[HOST_SETTING]
+    def parties(self) -> PartyServices:
+        return self.settings[SETTING]
+
+    def write_error(self, status_code: int, **kwargs) -> None:
+        error = kwargs.get("exc_info", (None, None))[1]
+        if isinstance(error, Overloaded | ChannelLost):  # a worker restarting: try again
+            self.set_status(503)
+            self.finish({"message": str(error)})
+            return
+        super().write_error(status_code, **kwargs)
 
 
 class PartiesHandler(_AdminHandler):
@@ -29,37 +38,19 @@ class PartiesHandler(_AdminHandler):
 
     @web.authenticated
     @authorized
-    def get(self) -> None:
-        registry = self.host.registry
-        parties = [
-            {"name": n, "source": registry.source(n), "error": None, **_describe(registry.get(n))}
-            for n in registry.names()
-        ]
-        parties += [
-            {"name": n, "source": None, "error": error}
-            for n, error in sorted(registry.errors.items())
-            if n not in registry.names()
-        ]
-        self.finish({"parties": parties})
-
-
-def _describe(server_class: type) -> dict:
-    """What a notebook needs to show a party: its kind and its own front end, if any."""
-    described = {"kind": "yserver" if issubclass(server_class, YServer) else "server"}
-    try:
-        described["ui"] = party_ui_source(server_class)
-    except OSError as error:  # a `ui` file that is missing: say so instead of failing
-        described.update(ui=None, ui_error=str(error))
-    return described
+    async def get(self) -> None:
+        self.finish({"parties": await self.parties.router.call(0, "parties")})
 
 
 class RoomsHandler(_AdminHandler):
-    """`GET party-api/rooms`: live rooms with their connection counts."""
+    """`GET party-api/rooms`: live rooms with their connection counts, and the workers."""
 
     @web.authenticated
     @authorized
-    def get(self) -> None:
-        self.finish({"rooms": self.host.describe()})
+    async def get(self) -> None:
+        rooms = [room for rooms in await self.parties.router.call_all("rooms") for room in rooms]
+        rooms.sort(key=lambda room: (room["party"], room["room"]))
+        self.finish({"rooms": rooms, "workers": self.parties.workers()})
 
 
 class SharesHandler(_AdminHandler):
@@ -73,7 +64,7 @@ class SharesHandler(_AdminHandler):
         if not isinstance(party, str) or not isinstance(room, str):
             raise web.HTTPError(400, "party and room (strings) are required")
         try:
-            token, grant = await self.host.shares.create(
+            token, grant = await self.parties.shares.create(
                 party,
                 room,
                 access=body.get("access", "write"),
@@ -88,7 +79,8 @@ class SharesHandler(_AdminHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.finish({"shares": [grant.public() for grant in await self.host.shares.list()]})
+        grants = await self.parties.shares.list()
+        self.finish({"shares": [grant.public() for grant in grants]})
 
 
 class ShareHandler(_AdminHandler):
@@ -97,8 +89,9 @@ class ShareHandler(_AdminHandler):
     @web.authenticated
     @authorized
     async def delete(self, id: str) -> None:
-        if not await self.host.revoke_share(id):
+        if not await self.parties.shares.revoke(id):
             raise web.HTTPError(404, "no such share link")
+        self.parties.router.close_shared(id, CloseCode.UNAUTHENTICATED, "share link revoked")
         self.set_status(204)
         self.finish()
 
@@ -112,7 +105,8 @@ def share_url(request, base_url: str, party: str, room: str, token: str) -> str:
 class DeployHandler(_AdminHandler):
     """`POST party-api/parties/{name}` with `{"source": ...}`: deploy or hot-reload a party.
 
-    A refused deploy answers 400 with the traceback; the running version keeps running.
+    The source is imported in a worker first. A refused deploy answers 400 with the traceback;
+    the running version keeps running.
     """
 
     @web.authenticated
@@ -122,14 +116,17 @@ class DeployHandler(_AdminHandler):
         if not isinstance(source, str):
             raise web.HTTPError(400, "a JSON body with the party's source is required")
         try:
-            self.host.registry.deploy(name, source)
-        except DeployError as error:
+            result = await self.parties.router.deploy(name, source)
+        except ChannelLost:
+            result = {"error": "importing the party crashed its worker", "traceback": ""}
+        if "error" in result:
             self.set_status(400)
-            self.finish({"error": str(error), "traceback": error.traceback})
+            self.finish(result)
             return
-        closed = await self.host.reload(name)
-        path = self.host.registry.source(name)
-        self.finish({"name": name, "path": path, "reloaded": closed > 0, "closed": closed})
+        closed = result["closed"]
+        self.finish(
+            {"name": name, "path": result["path"], "reloaded": closed > 0, "closed": closed}
+        )
 
 
 class LogsHandler(_AdminHandler):
@@ -144,7 +141,7 @@ class LogsHandler(_AdminHandler):
             wait = min(float(self.get_query_argument("wait", "0")), 60.0)
         except ValueError:
             raise web.HTTPError(400, "after must be an integer and wait a number") from None
-        log = self.host.logs[name]
+        log = self.parties.router.logs[name]
         await log.wait(after, wait)
         self.finish({"records": log.after(after), "next": log.last})
 
@@ -161,7 +158,7 @@ class RoomHandler(_AdminHandler):
             where = split_room_path(f"parties/{raw}")
         except InvalidName as error:
             raise web.HTTPError(400, str(error)) from None
-        if not await self.host.evict(where.party, where.room):
+        if not await self.parties.router.evict(where.party, where.room):
             raise web.HTTPError(404, "no such live room")
         self.set_status(204)
         self.finish()

@@ -19,28 +19,23 @@ from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import JupyterHandler
 from tornado.websocket import WebSocketHandler
 
+from ..protocol.codes import CloseCode
 from ..protocol.frames import close_reason
 from ..protocol.names import InvalidName, RoomPath, split_room_path
-from ..runtime.connection import OVERLOADED, Connection, Outgoing
-from ..runtime.errors import Overloaded, RoomError, UnknownParty
-from ..runtime.host import Host
+from ..runtime.errors import Overloaded
 from ..runtime.http import Request, Response
-from ..runtime.ratelimit import RATE_LIMITED, RateLimiter
-from ..runtime.room import Lobby, Room, maybe_await
-from ..runtime.server import Server
+from ..runtime.outbox import Outgoing
+from ..runtime.ratelimit import RateLimiter
+from ..runtime.room import maybe_await
+from ..runtime.router import Refused as RoomRefused
+from ..runtime.router import Socket
 from ..runtime.shares import Grant, ShareError
 from ..runtime.tasks import spawn
+from .services import SETTING, PartyServices
 
-HOST_SETTING = "jupyter_party_host"
 #: The query parameter carrying a share token. Jupyter's access log hides any parameter whose
 #: name contains "token", so the secret never reaches a log line.
 SHARE_PARAM = "share_token"
-
-BAD_REQUEST = 4400
-UNAUTHENTICATED = 4401
-FORBIDDEN = 4403
-UNKNOWN_PARTY = 4404
-HANDLER_ERROR = 1011
 
 
 class Refused(Exception):
@@ -76,16 +71,19 @@ class _SocketTransport:
 
 
 class RoomHandler(WebSocketHandler, JupyterHandler):
-    """`{base}parties/{party}/{room}[/{rest}]` and `{base}party/{room}[/{rest}]`."""
+    """`{base}parties/{party}/{room}[/{rest}]` and `{base}party/{room}[/{rest}]`.
+
+    Identity (Jupyter auth or a share link) is settled here, in the server process; the
+    party's gate and the room itself run in the worker that owns the room (see router.py).
+    """
 
     auth_resource = "party"
 
     def initialize(self) -> None:
-        self.host: Host = self.settings[HOST_SETTING]
+        self.parties: PartyServices = self.settings[SETTING]
         self._refusal: Refused | None = None
-        self._room: Room | None = None
-        self._connection: Connection | None = None
-        self._server_class: type[Server] = Server
+        self._socket: Socket | None = None
+        self._party_limits: dict[str, Any] = {}
         self._grant: Grant | None = None
         self._opened = asyncio.Event()
 
@@ -106,12 +104,12 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
 
     async def _http(self) -> None:
         try:
-            where, request = await self._admit("request")
+            where, request, anonymous = await self._identify("request")
+            response = await self.parties.router.request(
+                where.party, where.room, request, anonymous
+            )
         except Refused as refused:
-            self._respond(refused.response)
-            return
-        try:
-            response = await self.host.request(where.party, where.room, request)
+            response = refused.response
         except Overloaded as error:
             response = Response.json({"error": str(error)}, 503)
         self._respond(response)
@@ -141,20 +139,20 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
 
     @property
     def max_message_size(self) -> int:
-        return self._server_class.max_message_size or self.host.limits.max_message_size
+        return self._party_limits.get("max_message_size") or self.parties.limits.max_message_size
 
     @property
     def ping_interval(self) -> float:
-        return self.host.limits.ping_interval
+        return self.parties.limits.ping_interval
 
     @property
     def ping_timeout(self) -> float:
         # Tornado >= 6.5 caps the timeout at the interval (with a warning): do it quietly.
-        return min(self.host.limits.ping_timeout, self.host.limits.ping_interval)
+        return min(self.parties.limits.ping_timeout, self.parties.limits.ping_interval)
 
     @cached_property
     def _limiter(self) -> RateLimiter:
-        limits = self.host.limits
+        limits = self.parties.limits
         return RateLimiter(
             limits.rate_limit_messages,
             limits.rate_limit_burst,
@@ -165,12 +163,21 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
 
     async def _upgrade(self) -> None:
         try:
-            self._where, self._request = await self._admit("connect")
-        except Refused as refused:
-            if refused.code is None:  # the party's gate answered: send that, do not upgrade
-                self._respond(refused.response)
+            self._where, request, anonymous = await self._identify("connect")
+            verdict = await self.parties.router.admit(
+                self._where.party, self._where.room, request, "connect", anonymous
+            )
+            if "response" in verdict:  # the party's gate answered: send that, do not upgrade
+                self._respond(verdict["response"])
                 return
+            if "refuse" in verdict:
+                status, code, message = verdict["refuse"]
+                raise _refuse(status, code, message)
+            self._request, self._party_limits = verdict["request"], verdict["party"]
+        except Refused as refused:
             self._refusal = refused
+        except Overloaded as error:
+            self._refusal = _refuse(503, CloseCode.OVERLOADED, str(error))
         await WebSocketHandler.get(self)
 
     async def open(self, *args: Any) -> None:
@@ -178,53 +185,39 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
             if self._refusal is not None:
                 self.close(self._refusal.code, str(self._refusal))
                 return
-            await self._join()
+            where, request = self._where, self._request
+            limit = self._party_limits.get("send_buffer_limit")
+            self._socket = await self.parties.router.open(
+                _SocketTransport(self),
+                where.party,
+                where.room,
+                request["query"].get("_pk") or uuid.uuid4().hex,
+                request,
+                share_id=self._grant.id if self._grant else None,
+                send_buffer_limit=limit or self.parties.limits.send_buffer_limit,
+            )
+        except RoomRefused as refused:
+            self.close(refused.code, str(refused))
+        except Overloaded as error:
+            self.close(CloseCode.OVERLOADED, str(error))
         finally:
             self._opened.set()
 
-    async def _join(self) -> None:
-        where = self._where
-        try:
-            room = self.host.acquire(where.party, where.room)
-        except Overloaded as error:
-            self.close(OVERLOADED, str(error))
-            return
-        if len(room.get_connections()) >= self.host.limits.max_connections_per_room:
-            self.host.release(room)
-            self.close(OVERLOADED, "room is full")
-            return
-        pk = self._request.query.get("_pk") or uuid.uuid4().hex
-        connection = Connection(
-            pk,
-            self._request.url,
-            _SocketTransport(self),
-            self._server_class.send_buffer_limit or self.host.limits.send_buffer_limit,
-        )
-        connection.access = self._request.access
-        connection.share_id = self._grant.id if self._grant else None
-        self._room, self._connection = room, connection
-        try:
-            await room.connect(connection, self._request)
-        except RoomError as error:
-            self._connection = None
-            self.host.release(room)
-            self.close(HANDLER_ERROR, str(error))
-
     def on_message(self, message: str | bytes) -> Any:
-        connection = self._connection
-        if connection is None:
+        socket = self._socket
+        if socket is None:
             return None
         if self._limiter.allow(len(message)):  # text is counted in characters, not bytes
-            return self._room.deliver(connection, message)
-        drops = self._server_class.rate_limit_drops
-        if (not drops or self._limiter.strike()) and not connection.closed:  # or dropped
+            return self.parties.router.message(socket, message)
+        drops = self._party_limits.get("rate_limit_drops", True)
+        if (not drops or self._limiter.strike()) and not socket.outbox.closed:  # or dropped
             logging.getLogger("jupyter_party").warning(
                 "party %r room %r: closing %r: rate limit exceeded",
-                self._room.party,
-                self._room.id,
-                connection.id,
+                self._where.party,
+                self._where.room,
+                socket.id,
             )
-            connection.close(RATE_LIMITED, "rate limit exceeded")
+            socket.outbox.close(CloseCode.POLICY, "rate limit exceeded")
         return None
 
     def on_close(self) -> None:
@@ -232,51 +225,29 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
 
     async def _leave(self) -> None:
         await self._opened.wait()  # a client may hang up while on_connect still runs
-        connection, self._connection = self._connection, None
-        if connection is None:
-            return
-        try:
-            await self._room.disconnect(
-                connection, self.close_code or 1005, self.close_reason or ""
-            )
-        finally:
-            self.host.release(self._room)
+        socket, self._socket = self._socket, None
+        if socket is not None:
+            code, reason = self.close_code or 1005, self.close_reason or ""
+            self.parties.router.closed(socket, code, reason)
 
-    # -- shared -----------------------------------------------------------------------------
+    # -- identity ---------------------------------------------------------------------------
 
-    async def _admit(self, kind: str) -> tuple[RoomPath, Request]:
-        """Check path, identity and party, then run the party's gate. Raises Refused."""
+    async def _identify(self, kind: str) -> tuple[RoomPath, Request, bool]:
+        """Check the path and who is asking; returns where to, the request as party code
+        sees it, and whether the asker is anonymous (only the party's gate may admit them).
+        Raises Refused."""
         path = self.request.path
         base = self.base_url
         try:
             where = split_room_path(path[len(base) :] if path.startswith(base) else path)
         except InvalidName as error:
-            raise _refuse(400, BAD_REQUEST, str(error)) from None
-        user, grant = await self._identify(where, kind)
-        anonymous = user is None
-        try:
-            self._server_class = server_class = self.host.registry.get(where.party)
-        except UnknownParty as error:
-            if anonymous:  # tell strangers nothing about which parties exist
-                raise _refuse(401, UNAUTHENTICATED, _LOG_IN) from None
-            raise _refuse(404, UNKNOWN_PARTY, str(error)) from None
-        request = self._party_request(where, user, grant.access if grant else "write")
+            raise _refuse(400, CloseCode.BAD_REQUEST, str(error)) from None
+        user, grant = await self._who(where, kind)
         self._grant = grant
-        gate = (
-            server_class.on_before_connect if kind == "connect" else server_class.on_before_request
-        )
-        lobby = Lobby(where.room, where.party, self.host.env, self.host.parties)
-        try:
-            verdict = await maybe_await(gate(request, lobby))
-        except Exception as error:  # PartyKit: a gate that throws refuses with 401
-            raise _refuse(401, UNAUTHENTICATED, str(error) or type(error).__name__) from error
-        if isinstance(verdict, Response):
-            raise Refused(verdict)
-        if anonymous and not isinstance(verdict, Request):  # only the party can open itself
-            raise _refuse(401, UNAUTHENTICATED, _LOG_IN)
-        return where, verdict if isinstance(verdict, Request) else request
+        request = self._party_request(where, user, grant.access if grant else "write")
+        return where, request, user is None
 
-    async def _identify(self, where: RoomPath, kind: str) -> tuple[Any, Grant | None]:
+    async def _who(self, where: RoomPath, kind: str) -> tuple[Any, Grant | None]:
         """Who is asking: a share link's holder, a Jupyter user the authorizer lets in, or
         (None, None): nobody, whom only the party's gate may admit (a public room).
 
@@ -288,21 +259,22 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
         if user is not None:
             action = "execute" if kind == "connect" else _ACTIONS.get(self.request.method, "write")
             if not await maybe_await(self.authorizer.is_authorized(self, user, action, "party")):
-                raise _refuse(403, FORBIDDEN, f"not authorized to {action} on parties")
+                raise _refuse(403, CloseCode.FORBIDDEN, f"not authorized to {action} on parties")
             return user, None
         if not token:
             return None, None
         try:
-            grant = await self.host.shares.verify(token, where.party, where.room)
+            grant = await self.parties.shares.verify(token, where.party, where.room)
         except ShareError as error:
-            code = UNAUTHENTICATED if error.status == 401 else FORBIDDEN
+            code = CloseCode.UNAUTHENTICATED if error.status == 401 else CloseCode.FORBIDDEN
             raise _refuse(error.status, code, str(error)) from None
         if grant.access == "read" and kind == "request" and self.request.method not in _ACTIONS:
-            raise _refuse(403, FORBIDDEN, "this share link is read-only")
+            raise _refuse(403, CloseCode.FORBIDDEN, "this share link is read-only")
         return share_user(grant), grant
 
     def _party_request(self, where: RoomPath, user: Any, access: str) -> Request:
-        """The request as party code sees it: credentials are removed from the URL."""
+        """The request as party code sees it: credentials are removed from the URL (and from
+        the headers, when it crosses to the worker)."""
         r = self.request
         query = {
             k: v[-1].decode("utf-8", "replace")
@@ -322,7 +294,6 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
 
 
 _ACTIONS = {"GET": "read", "HEAD": "read", "OPTIONS": "read"}
-_LOG_IN = "authentication required: use a Jupyter token"
 _CREDENTIALS = {"token", SHARE_PARAM}  # never shown to party code, never logged by it
 
 

@@ -15,11 +15,10 @@ from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import JupyterHandler
 
 from ..protocol.names import InvalidName, split_room_path
-from ..runtime.errors import UnknownParty
+from ..runtime.errors import Overloaded
 from ..runtime.shares import ShareError
-from ..runtime.yserver import YServer
-from ..widgets._uisource import party_ui_source
-from .room_handler import HOST_SETTING, SHARE_PARAM
+from .room_handler import SHARE_PARAM
+from .services import SETTING, PartyServices
 
 _TEMPLATES = Path(__file__).parent / "templates"
 _CONSOLE = (_TEMPLATES / "share.html").read_text("utf-8")
@@ -33,18 +32,22 @@ class SharePageHandler(JupyterHandler):
 
     @allow_unauthenticated
     async def get(self) -> None:
-        host = self.settings[HOST_SETTING]
+        parties: PartyServices = self.settings[SETTING]
         prefix = f"{self.base_url}party-share/"
         try:
             where = split_room_path("parties/" + self.request.path[len(prefix) :])
-            server_class = host.registry.get(where.party)
-        except (InvalidName, UnknownParty) as error:
+            party = await parties.router.call(0, "party", name=where.party)
+        except InvalidName as error:
             return self._refuse(404, str(error))
+        except Overloaded as error:
+            return self._refuse(503, str(error))
+        if party["error"]:
+            return self._refuse(404, party["error"])
         access = "write"
         if self.current_user is None:
             try:
                 token = self.get_query_argument(SHARE_PARAM, "")
-                access = (await host.shares.verify(token, where.party, where.room)).access
+                access = (await parties.shares.verify(token, where.party, where.room)).access
             except ShareError as error:
                 return self._refuse(error.status, str(error))
         config = {
@@ -54,7 +57,7 @@ class SharePageHandler(JupyterHandler):
             "socketPath": f"{self.base_url}parties/{where.party}/{where.room}",
             "baseUrl": self.base_url,
         }
-        template, widget = _CONSOLE, self._widget(server_class, config)
+        template, widget = _CONSOLE, self._widget(party, config)
         if widget:
             template = _WIDGET
             config.update(widget)
@@ -67,14 +70,14 @@ class SharePageHandler(JupyterHandler):
         )
         self.finish(page)
 
-    def _widget(self, server_class: type, config: dict) -> dict | None:
+    def _widget(self, party: dict, config: dict) -> dict | None:
         """The notebook widget this room's page shows instead of the plain console: the
         party's own UI, or the shared-document view of a YServer room."""
         static = f"{self.base_url}static/jupyter_party/"
-        ui = party_ui_source(server_class)
+        ui = party.get("ui")
         if ui:
             return {"module": static + "ui.js", "state": {"ui_esm": ui}}
-        if issubclass(server_class, YServer):
+        if party["kind"] == "yserver":
             return {"module": static + "doc.js", "state": {"user": f"guest ({config['access']})"}}
         return None
 

@@ -1,0 +1,96 @@
+"""The party-worker wire protocol: framing of the messages between a server and its workers.
+
+Pure: bytes in, messages out, and back; no sockets, no event loop. The channel (a Unix socket
+pair today; any byte stream will do) is the caller's business.
+
+Every frame is
+
+    u32 length of the rest | u8 kind | u32 header length | header (JSON) | payload (raw bytes)
+
+The header is a small JSON array whose fields depend on the kind (see docs/architecture.md);
+the payload carries message data and HTTP bodies untouched, so they are never re-encoded.
+Both ends send `HELLO [version, ...]` first; a peer speaking another version is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from typing import Any, NamedTuple
+
+VERSION = 1
+MAX_FRAME = 1 << 30  # a frame claiming more is a broken peer, never a real message
+
+# Kinds. "client side" is the server process (or a worker calling another room through it);
+# "room side" is the worker that owns the room.
+HELLO = 1  # [version, pid] first frame each way; the server's also carries the config
+OPEN = 2  # client side: [conn, party, room, request, share_id]  a socket wants in
+OPENED = 3  # room side: [conn, code, reason]  code 0: admitted (on_connect done), else refused
+JOINED = 4  # room side: [conn, room]  the socket counts as a member of room handle `room`
+MESSAGE = 5  # client side: [conn, text]  payload: the message
+CLOSED = 6  # client side: [conn, code, reason]  the socket closed
+SEND = 7  # room side: [conn, text]  payload: a message for one socket
+BROADCAST = 8  # room side: [room, text, without]  payload: one message for every member
+CLOSE = 9  # room side: [conn, code, reason]  close that socket
+ACK = 10  # room side: [conn, cost]  inbound messages handed to the room (flow control)
+CALL = 11  # either side: [call, op, args]  payload: a body, if any
+REPLY = 12  # either side: [call, error, result]  error is None or a message
+LOG = 13  # room side: [party, room, kind, text]  a party's output (print, log, error)
+RECORD = 14  # room side: [logger, level, message, traceback]  a log record made in the worker
+
+_HEAD = struct.Struct("<IBI")
+
+
+class Frame(NamedTuple):
+    kind: int
+    header: list[Any]
+    payload: bytes
+
+
+def encode(kind: int, header: list[Any], payload: bytes = b"") -> bytes:
+    """One frame."""
+    head = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    return _HEAD.pack(5 + len(head) + len(payload), kind, len(head)) + head + payload
+
+
+class ProtocolError(Exception):
+    """The peer sent bytes that are not frames of this protocol."""
+
+
+class Decoder:
+    """Bytes in, frames out: `feed(data)` returns every frame completed by `data`."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Frame]:
+        buffer = self._buffer
+        buffer += data
+        frames = []
+        offset = 0
+        while len(buffer) - offset >= 4:
+            (length,) = struct.unpack_from("<I", buffer, offset)
+            if length < 5 or length > MAX_FRAME:
+                raise ProtocolError(f"bad frame length {length}")
+            end = offset + 4 + length
+            if len(buffer) < end:
+                break
+            _, kind, head = _HEAD.unpack_from(buffer, offset)
+            start = offset + 9
+            if start + head > end:
+                raise ProtocolError("header longer than its frame")
+            try:
+                header = json.loads(buffer[start : start + head])
+            except ValueError as error:
+                raise ProtocolError(f"bad header: {error}") from None
+            offset = end
+            frames.append(Frame(kind, header, bytes(buffer[start + head : end])))
+        del buffer[:offset]
+        return frames
+
+
+def check_hello(frame: Frame) -> list[Any]:
+    """The peer's HELLO header; raises ProtocolError for anything else or another version."""
+    if frame.kind != HELLO or not frame.header or frame.header[0] != VERSION:
+        raise ProtocolError(f"expected HELLO version {VERSION}, got {frame.kind} {frame.header}")
+    return frame.header

@@ -1,0 +1,273 @@
+"""The worker boundary over a byte stream: both ends of protocol/wire.py on asyncio.
+
+`Channel` turns a stream into frames and back, writing everything sent during one loop turn
+at once. `WorkerLink` is the server process's end (a `Downlink` to one worker: it forwards
+the router's calls as frames, and frames from the worker as calls on the router);
+`SessionLink` is the worker's end (the `Uplink` of its session, and the dispatcher of frames
+from the server).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..protocol import wire
+from ..protocol.wire import Frame
+from .outbox import Outgoing
+
+if TYPE_CHECKING:
+    from .router import Router
+    from .session import Session
+
+log = logging.getLogger("jupyter_party")
+
+
+class ChannelLost(ConnectionError):
+    """The other end of the channel is gone (its process died or stopped)."""
+
+
+class Channel(asyncio.Protocol):
+    """Frames over a stream transport, with calls that await a reply."""
+
+    def __init__(self, on_frame: Callable[[Frame], None]) -> None:
+        self._on_frame = on_frame
+        self._decoder = wire.Decoder()
+        self._transport: asyncio.Transport | None = None
+        self._out: list[bytes] = []
+        self._calls: dict[int, asyncio.Future[Any]] = {}
+        self._ids = itertools.count(1)
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    # asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            frames = self._decoder.feed(data)
+        except wire.ProtocolError as error:
+            log.error("party worker channel: %s", error)
+            self._transport.close()
+            return
+        for frame in frames:
+            if frame.kind == wire.REPLY:
+                self._replied(frame)
+            else:
+                self._on_frame(frame)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(ChannelLost("the other end of the worker channel is gone"))
+        if not self.lost.done():
+            self.lost.set_result(None)
+
+    # sending
+    def send(self, kind: int, header: list[Any], payload: bytes = b"") -> None:
+        if self._transport is None or self._transport.is_closing():
+            return
+        if not self._out:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._out.append(wire.encode(kind, header, payload))
+
+    def _flush(self) -> None:
+        out, self._out = self._out, []
+        if out and self._transport is not None and not self._transport.is_closing():
+            self._transport.write(b"".join(out))
+
+    async def call(self, op: str, args: dict[str, Any], payload: bytes = b"") -> Any:
+        """Run `op` on the other end; returns its `(result, payload)`."""
+        if self.lost.done():
+            raise ChannelLost("the party worker is gone")
+        call = next(self._ids)
+        future = self._calls[call] = asyncio.get_running_loop().create_future()
+        self.send(wire.CALL, [call, op, args], payload)
+        try:
+            return await future
+        finally:
+            self._calls.pop(call, None)
+
+    def reply(self, call: int, work: asyncio.Future[Any]) -> None:
+        """Send the outcome of `work` (a call from the other end) when it is done."""
+
+        def done(work: asyncio.Future[Any]) -> None:
+            if work.cancelled():
+                return self.send(wire.REPLY, [call, "cancelled", None])
+            error = work.exception()
+            if error is not None:
+                return self.send(wire.REPLY, [call, f"{type(error).__name__}: {error}", None])
+            result, payload = work.result()
+            self.send(wire.REPLY, [call, None, result], payload)
+
+        work.add_done_callback(done)
+
+    def _replied(self, frame: Frame) -> None:
+        call, error, result = frame.header
+        future = self._calls.get(call)
+        if future is None or future.done():
+            return
+        if error is not None:
+            future.set_exception(RuntimeError(error))
+        else:
+            future.set_result((result, frame.payload))
+
+    def fail(self, error: BaseException) -> None:
+        """Fail every call still waiting for a reply."""
+        for future in self._calls.values():
+            if not future.done():
+                future.set_exception(error)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._flush()
+            self._transport.close()
+
+
+def _data(frame: Frame) -> str | bytes:
+    return frame.payload.decode("utf-8") if frame.header[1] else frame.payload
+
+
+class WorkerLink:
+    """The server process's end of one worker's channel: a `Downlink` for the router."""
+
+    def __init__(self, router: Router, worker: int) -> None:
+        self.router = router
+        self.worker = worker
+        self.channel = Channel(self._received)
+        self.hello: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+
+    # Downlink: what the router asks of the worker's session.
+    def open(
+        self, conn: int, party: str, room: str, id: str, request: dict, share_id: str | None
+    ) -> None:
+        self.channel.send(wire.OPEN, [conn, party, room, id, request, share_id])
+
+    def message(self, conn: int, data: str | bytes) -> None:
+        if isinstance(data, str):
+            self.channel.send(wire.MESSAGE, [conn, True], data.encode("utf-8"))
+        else:
+            self.channel.send(wire.MESSAGE, [conn, False], data)
+
+    def closed(self, conn: int, code: int, reason: str) -> None:
+        self.channel.send(wire.CLOSED, [conn, code, reason])
+
+    async def call(self, op: str, args: dict[str, Any], payload: bytes = b"") -> Any:
+        return await self.channel.call(op, args, payload)
+
+    def socket_opened(self, conn: int, code: int, reason: str) -> None:
+        self.channel.send(wire.OPENED, [conn, code, reason])
+
+    def socket_send(self, conn: int, message: Outgoing) -> None:
+        self.channel.send(wire.SEND, [conn, message.text], message.payload)
+
+    def socket_close(self, conn: int, code: int, reason: str) -> None:
+        self.channel.send(wire.CLOSE, [conn, code, reason])
+
+    # Frames from the worker: its session's uplink calls.
+    def _received(self, frame: Frame) -> None:
+        router, worker, h = self.router, self.worker, frame.header
+        kind = frame.kind
+        if kind == wire.BROADCAST:
+            router.broadcast(worker, h[0], Outgoing.raw(frame.payload, h[1]), h[2])
+        elif kind == wire.SEND:
+            router.send(worker, h[0], Outgoing.raw(frame.payload, h[1]))
+        elif kind == wire.ACK:
+            router.ack(worker, h[0], h[1])
+        elif kind == wire.JOINED:
+            router.joined(worker, h[0], h[1])
+        elif kind == wire.OPENED:
+            router.opened(worker, h[0], h[1], h[2])
+        elif kind == wire.CLOSE:
+            router.close(worker, h[0], h[1], h[2])
+        elif kind == wire.LOG:
+            router.record(worker, *h)
+        elif kind == wire.RECORD:
+            name, level, message, exc_text = h
+            record = logging.makeLogRecord(
+                {
+                    "name": name,
+                    "levelno": level,
+                    "levelname": logging.getLevelName(level),
+                    "msg": message,
+                    "exc_text": exc_text,
+                }
+            )
+            logging.getLogger(name).handle(record)
+        elif kind == wire.MESSAGE:
+            router.relay_message(worker, h[0], Outgoing.raw(frame.payload, h[1]))
+        elif kind == wire.CLOSED:
+            router.relay_closed(worker, h[0], h[1], h[2])
+        elif kind == wire.CALL:
+            call, op, args = h
+            work = asyncio.ensure_future(router.relay_call(worker, op, args, frame.payload))
+            self.channel.reply(call, work)
+        elif kind == wire.HELLO and not self.hello.done():
+            self.hello.set_result(h)
+        else:
+            log.error("party worker %d sent an unexpected frame %d", worker, kind)
+
+
+class SessionLink:
+    """The worker's end of its channel: its session's `Uplink`, and the dispatcher of frames
+    from the server process to that session."""
+
+    def __init__(self) -> None:
+        self.session: Session | None = None
+        self.channel = Channel(self._received)
+        self.hello: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+
+    # Uplink: what the session's rooms do.
+    def joined(self, conn: int, room: int) -> None:
+        self.channel.send(wire.JOINED, [conn, room])
+
+    def opened(self, conn: int, code: int, reason: str) -> None:
+        self.channel.send(wire.OPENED, [conn, code, reason])
+
+    def send(self, conn: int, message: Outgoing) -> None:
+        self.channel.send(wire.SEND, [conn, message.text], message.payload)
+
+    def broadcast(self, room: int, message: Outgoing, without: list[str]) -> None:
+        self.channel.send(wire.BROADCAST, [room, message.text, without], message.payload)
+
+    def close(self, conn: int, code: int, reason: str) -> None:
+        self.channel.send(wire.CLOSE, [conn, code, reason])
+
+    def ack(self, conn: int, cost: int) -> None:
+        self.channel.send(wire.ACK, [conn, cost])
+
+    def record(self, party: str, room: str | None, kind: str, text: str) -> None:
+        self.channel.send(wire.LOG, [party, room, kind, text])
+
+    async def call(self, op: str, args: dict[str, Any], payload: bytes = b"") -> Any:
+        return await self.channel.call(op, args, payload)
+
+    def message(self, conn: int, message: Outgoing) -> None:
+        self.channel.send(wire.MESSAGE, [conn, message.text], message.payload)
+
+    def closed(self, conn: int, code: int, reason: str) -> None:
+        self.channel.send(wire.CLOSED, [conn, code, reason])
+
+    # Frames from the server process.
+    def _received(self, frame: Frame) -> None:
+        session, h, kind = self.session, frame.header, frame.kind
+        if kind == wire.MESSAGE:
+            session.message(h[0], _data(frame))
+        elif kind == wire.OPEN:
+            session.open(*h)
+        elif kind == wire.CLOSED:
+            session.closed(*h)
+        elif kind == wire.CALL:
+            call, op, args = h
+            self.channel.reply(call, asyncio.ensure_future(session.call(op, args, frame.payload)))
+        elif kind == wire.SEND:
+            session.socket_send(h[0], Outgoing.raw(frame.payload, h[1]))
+        elif kind == wire.OPENED:
+            session.socket_opened(*h)
+        elif kind == wire.CLOSE:
+            session.socket_close(*h)
+        elif kind == wire.HELLO and not self.hello.done():
+            self.hello.set_result(h)
+        else:
+            log.error("unexpected frame %d from the server process", kind)

@@ -1,0 +1,155 @@
+"""Outgoing messages and the server side's bounded, coalescing send queue of one socket.
+
+Sending never blocks a room. Each socket queues outgoing messages and writes everything queued
+during one loop turn as a single socket write. Bytes queued or still in flight are counted; a
+client that stops reading fills its queue, and when the queue passes `send_buffer_limit` the
+socket is closed with 1013 instead of letting memory grow or the room stall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any, Protocol
+
+from ..protocol.frames import BINARY, TEXT, encode_frame
+from .http import dumps
+
+OVERLOADED = 1013
+
+
+class Outgoing:
+    """One outgoing message, encoded once however many sockets it goes to."""
+
+    __slots__ = ("_frame", "opcode", "payload")
+
+    def __init__(self, message: Any) -> None:
+        if isinstance(message, str):
+            self.payload, self.opcode = message.encode("utf-8"), TEXT
+        elif isinstance(message, bytes | bytearray | memoryview):
+            self.payload, self.opcode = bytes(message), BINARY
+        else:
+            self.payload, self.opcode = dumps(message).encode("utf-8"), TEXT
+        self._frame: bytes | None = None
+
+    @classmethod
+    def raw(cls, payload: bytes, text: bool) -> Outgoing:
+        """A message already encoded: `payload` as UTF-8 text if `text`, else binary."""
+        outgoing = cls.__new__(cls)
+        outgoing.payload, outgoing.opcode, outgoing._frame = payload, TEXT if text else BINARY, None
+        return outgoing
+
+    @property
+    def text(self) -> bool:
+        return self.opcode == TEXT
+
+    @property
+    def data(self) -> str | bytes:
+        """The message as a client receives it: str for text, bytes for binary."""
+        return self.payload.decode("utf-8") if self.opcode == TEXT else self.payload
+
+    @property
+    def frame(self) -> bytes:
+        """The WebSocket frame, built on first use and shared by every recipient."""
+        if self._frame is None:
+            self._frame = encode_frame(self.payload, self.opcode)
+        return self._frame
+
+
+class Transport(Protocol):
+    """Where a socket's messages go: a Tornado socket, or a worker calling another room."""
+
+    def write(self, batch: list[Outgoing]) -> asyncio.Future[Any] | None:
+        """Write `batch` in order; return a future resolved once flushed, or None if done."""
+
+    def close(self, code: int, reason: str) -> None:
+        """Close the underlying socket with `code` and `reason`."""
+
+
+class Outbox:
+    """The send queue of one socket: coalesced per loop turn, bounded by `limit` bytes."""
+
+    __slots__ = (
+        "_in_flight",
+        "_limit",
+        "_loop",
+        "_pending",
+        "_queue",
+        "_queued",
+        "_transport",
+        "_writing",
+        "closed",
+    )
+
+    def __init__(self, transport: Transport, limit: int) -> None:
+        self.closed = False
+        self._transport = transport
+        self._limit = limit
+        self._loop = asyncio.get_running_loop()
+        self._queue: list[Outgoing] = []
+        self._pending = 0  # bytes queued plus bytes handed to the transport but not yet flushed
+        self._queued = 0  # bytes in _queue
+        self._in_flight = 0
+        self._writing = False
+
+    def put(self, message: Outgoing) -> None:
+        """Queue a message; a client too far behind is closed with 1013."""
+        if self.closed:
+            return
+        size = len(message.payload)
+        if self._pending and self._pending + size > self._limit:  # one message always fits
+            self.shut(OVERLOADED, "send buffer full: the client is not reading")
+            return
+        self._queue.append(message)
+        self._queued += size
+        self._pending += size
+        if not self._writing:
+            self._writing = True
+            self._loop.call_soon(self._flush)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        """Close the socket after sending what is already queued."""
+        if self.closed:
+            return
+        if self._queue:  # ahead of the close frame, even if a flush is already scheduled
+            batch, self._queue, self._queued = self._queue, [], 0
+            with contextlib.suppress(Exception):
+                self._transport.write(batch)
+        self.shut(code, reason)
+
+    def shut(self, code: int, reason: str) -> None:
+        """Close the socket now, dropping what was not written."""
+        self.mark_closed()
+        self._transport.close(code, reason)
+
+    def mark_closed(self) -> None:
+        """Stop queueing: the socket is closing or closed. Drops what was not written."""
+        self.closed = True
+        self._queue = []
+        self._pending = self._queued = 0
+
+    def _flush(self) -> None:
+        batch, self._queue = self._queue, []
+        if self.closed or not batch:
+            self._writing = False
+            return
+        self._in_flight, self._queued = self._queued, 0
+        try:
+            future = self._transport.write(batch)
+        except Exception:  # the socket went away under us; its close event follows
+            self.mark_closed()
+            return
+        if future is None:
+            self._written(None)
+        else:
+            future.add_done_callback(self._written)
+
+    def _written(self, future: asyncio.Future[Any] | None) -> None:
+        if future is not None and (future.cancelled() or future.exception() is not None):
+            self.mark_closed()
+            return
+        self._pending -= self._in_flight
+        if self._queue and not self.closed:
+            self._flush()
+        else:
+            self._writing = False

@@ -1,0 +1,452 @@
+"""`Router`: the server process's side of the worker boundary.
+
+It keeps what is shared and cheap: which worker owns which room (stable placement by
+`(party, room)`), every client socket with its send queue, room membership, and the fan-out of
+broadcasts: a room's broadcast arrives once, as one encoded message, and is written to each
+member socket here. Everything else (gates, rooms, storage, alarms) happens in the session of
+the worker that owns the room; `workers = 0` plugs an in-process session in as worker 0.
+
+Sockets are client sockets (Tornado WebSockets) or sockets that party code opened to another
+room (`room.context.parties[...].socket()`): those are relayed between the caller's session
+and the owner's, so a room is reached the same way from everywhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import zlib
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from ..protocol.codes import CloseCode
+from .errors import Overloaded
+from .http import Request, Response, request_to_wire, response_from_wire
+from .outbox import Outbox, Outgoing, Transport
+from .partylog import PartyLogs
+from .session import MESSAGE_COST, WINDOW
+from .tasks import spawn
+
+log = logging.getLogger("jupyter_party")
+
+#: How long an event waits for a restarting worker before it is refused (1013 / 503).
+READY_TIMEOUT = 30.0
+
+
+def placement(party: str, room: str, workers: int) -> int:
+    """The worker that owns `(party, room)`: stable for a given number of workers."""
+    return zlib.crc32(f"{party}\0{room}".encode()) % max(workers, 1)
+
+
+class Downlink(Protocol):
+    """A session as the router sees it: in process (workers = 0), or a worker's channel."""
+
+    def open(
+        self, conn: int, party: str, room: str, id: str, request: dict, share_id: str | None
+    ) -> None: ...
+    def message(self, conn: int, data: str | bytes) -> None: ...
+    def closed(self, conn: int, code: int, reason: str) -> None: ...
+    async def call(self, op: str, args: dict[str, Any], payload: bytes = b"") -> Any: ...
+    def socket_opened(self, conn: int, code: int, reason: str) -> None: ...
+    def socket_send(self, conn: int, message: Outgoing) -> None: ...
+    def socket_close(self, conn: int, code: int, reason: str) -> None: ...
+
+
+class Refused(Exception):
+    """The room refused a socket: close it with `code` and this message."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+
+
+class Socket:
+    """One socket in a room, as the server process keeps it."""
+
+    __slots__ = (
+        "caller",
+        "conn",
+        "group",
+        "id",
+        "opened",
+        "outbox",
+        "share_id",
+        "unacked",
+        "waiter",
+        "worker",
+    )
+
+    def __init__(self, conn: int, id: str, worker: int, outbox: Outbox, share_id: str | None):
+        self.conn = conn
+        self.id = id
+        self.worker = worker
+        self.outbox = outbox
+        self.share_id = share_id
+        self.group: dict[Socket, None] | None = None
+        self.opened: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+        self.unacked = 0
+        self.waiter: asyncio.Future[None] | None = None
+        self.caller: int | None = None  # the worker whose party code opened it, if any
+
+
+class Router:
+    """Routes sockets, requests and admin operations to the session that owns each room."""
+
+    def __init__(self, workers: int, logs: PartyLogs) -> None:
+        self.logs = logs
+        self._links: list[Downlink | None] = [None] * max(workers, 1)
+        self._ready = [asyncio.Event() for _ in self._links]
+        self._sockets: dict[int, Socket] = {}
+        self._groups: dict[tuple[int, int], dict[Socket, None]] = {}
+        self._conns = 0
+        self._paused: dict[str, float] = {}  # party -> monotonic time it may run again
+        #: Starts the workers on first use, if the host has not started them yet.
+        self.starter: Callable[[], Awaitable[None]] | None = None
+
+    # -- workers ----------------------------------------------------------------------------
+
+    def attach(self, worker: int, link: Downlink) -> None:
+        """Worker `worker` is ready: route its rooms' traffic to `link`."""
+        self._links[worker] = link
+        self._ready[worker].set()
+
+    def detach(self, worker: int, reason: str) -> None:
+        """Worker `worker` is gone: its sockets close with 1011 and `reason`."""
+        self._links[worker] = None
+        self._ready[worker].clear()
+        for key in [key for key in self._groups if key[0] == worker]:
+            del self._groups[key]
+        for socket in list(self._sockets.values()):
+            if socket.worker == worker:
+                if not socket.opened.done():
+                    socket.opened.set_result((CloseCode.HANDLER_ERROR, reason))
+                socket.outbox.close(CloseCode.HANDLER_ERROR, reason)
+            if socket.caller == worker:
+                self.closed(socket, CloseCode.GOING_AWAY, "the calling room's worker is gone")
+
+    def place(self, party: str, room: str) -> int:
+        """The worker that owns `(party, room)`."""
+        return placement(party, room, len(self._links))
+
+    def pause(self, party: str, seconds: float) -> None:
+        """Refuse events for `party` for a while (it keeps crashing its worker)."""
+        self._paused[party] = time.monotonic() + seconds
+
+    async def _route(self, party: str, room: str) -> tuple[int, Downlink]:
+        """The worker that owns the room, and its link once it is ready. Raises Overloaded."""
+        until = self._paused.get(party)
+        if until is not None:
+            wait = until - time.monotonic()
+            if wait > 0:
+                raise Overloaded(
+                    f"party {party!r} keeps crashing its worker: paused for {wait:.0f} s"
+                )
+            del self._paused[party]
+        worker = self.place(party, room)
+        return worker, await self._link(worker)
+
+    async def _link(self, worker: int) -> Downlink:
+        link = self._links[worker]
+        if link is not None:
+            return link
+        if self.starter is not None:
+            await self.starter()
+        try:
+            await asyncio.wait_for(self._ready[worker].wait(), READY_TIMEOUT)
+        except TimeoutError:
+            raise Overloaded("the party worker is restarting: try again") from None
+        return await self._link(worker)
+
+    # -- client sockets ---------------------------------------------------------------------
+
+    async def admit(
+        self, party: str, room: str, request: Request, kind: str, anonymous: bool
+    ) -> dict[str, Any]:
+        """Run the party's gate for a socket (in the owner's worker)."""
+        _, link = await self._route(party, room)
+        args = {
+            "party": party,
+            "room": room,
+            "request": request_to_wire(request),
+            "kind": kind,
+            "anonymous": anonymous,
+        }
+        result, body = await link.call("admit", args, request.body)
+        if "response" in result:
+            result["response"] = response_from_wire(result["response"], body)
+        return result
+
+    async def open(
+        self,
+        transport: Transport,
+        party: str,
+        room: str,
+        id: str,
+        request: dict[str, Any],
+        *,
+        share_id: str | None,
+        send_buffer_limit: int,
+    ) -> Socket:
+        """Admit a socket to a room; returns once `on_connect` finished. Raises Refused."""
+        worker, link = await self._route(party, room)
+        self._conns += 1
+        socket = Socket(self._conns, id, worker, Outbox(transport, send_buffer_limit), share_id)
+        self._sockets[socket.conn] = socket
+        link.open(socket.conn, party, room, id, request, share_id)
+        code, reason = await socket.opened
+        if code:
+            self._forget(socket)
+            raise Refused(code, reason)
+        return socket
+
+    def message(self, socket: Socket, data: str | bytes) -> asyncio.Future[None] | None:
+        """A message from a socket; a future when the socket should not be read further until
+        its room caught up (flow control)."""
+        link = self._links[socket.worker]
+        if link is None or socket.outbox.closed:
+            return None
+        link.message(socket.conn, data)
+        socket.unacked += len(data) + MESSAGE_COST
+        if socket.unacked > WINDOW:
+            socket.waiter = asyncio.get_running_loop().create_future()
+            return socket.waiter
+        return None
+
+    def closed(self, socket: Socket, code: int, reason: str) -> None:
+        """A socket closed (either side closed it): its room is told."""
+        if self._sockets.get(socket.conn) is not socket:
+            return
+        self._forget(socket)
+        link = self._links[socket.worker]
+        if link is not None and socket.opened.done():
+            link.closed(socket.conn, code, reason)
+
+    def _forget(self, socket: Socket) -> None:
+        self._sockets.pop(socket.conn, None)
+        socket.outbox.mark_closed()
+        if socket.group is not None:
+            socket.group.pop(socket, None)
+        if socket.waiter is not None and not socket.waiter.done():
+            socket.waiter.set_result(None)
+
+    def shutdown(self) -> None:
+        """Close every socket with 1001: the server is stopping."""
+        for socket in list(self._sockets.values()):
+            socket.outbox.close(CloseCode.GOING_AWAY, "server shutting down")
+
+    def close_shared(self, share_id: str, code: int, reason: str) -> None:
+        """Close every socket opened with share grant `share_id` (it was revoked)."""
+        for socket in list(self._sockets.values()):
+            if socket.share_id == share_id:
+                socket.outbox.close(code, reason)
+
+    # -- HTTP and admin operations ----------------------------------------------------------
+
+    async def request(
+        self, party: str, room: str, request: Request, anonymous: bool, gate: bool = True
+    ) -> Response:
+        """An HTTP request to a room: its gate (unless `gate` is False), then `on_request`."""
+        _, link = await self._route(party, room)
+        args = {
+            "party": party,
+            "room": room,
+            "request": request_to_wire(request),
+            "anonymous": anonymous,
+            "gate": gate,
+        }
+        result, body = await link.call("request", args, request.body)
+        if "refuse" in result:
+            status, _, message = result["refuse"]
+            return Response.json({"error": message}, status)
+        return response_from_wire(result["response"], body)
+
+    async def call(self, worker: int, op: str, **args: Any) -> Any:
+        """Admin operation `op` in one worker; returns its result."""
+        result, _ = await (await self._link(worker)).call(op, args)
+        return result
+
+    async def call_all(self, op: str, **args: Any) -> list[Any]:
+        """Admin operation `op` in every worker."""
+        return await asyncio.gather(*(self.call(w, op, **args) for w in range(len(self._links))))
+
+    async def evict(self, party: str, room: str) -> bool:
+        return await self.call(self.place(party, room), "evict", party=party, room=room)
+
+    async def deploy(self, name: str, source: str) -> dict[str, Any]:
+        """Deploy in worker 0 (which validates the source); the others then reload it."""
+        result = await self.call(0, "deploy", name=name, source=source)
+        if "error" not in result:
+            for worker in range(1, len(self._links)):
+                result["closed"] += (await self.call(worker, "reload", name=name))["closed"]
+        return result
+
+    # -- what sessions do: `uplink(worker)` is worker `worker`'s view of these ---------------
+
+    def joined(self, worker: int, conn: int, room: int) -> None:
+        socket = self._sockets.get(conn)
+        if socket is not None:
+            socket.group = self._groups.setdefault((worker, room), {})
+            socket.group[socket] = None
+
+    def opened(self, worker: int, conn: int, code: int, reason: str) -> None:
+        socket = self._sockets.get(conn)
+        if socket is not None and not socket.opened.done():
+            if code and socket.group is not None:
+                socket.group.pop(socket, None)
+            socket.opened.set_result((code, reason))
+
+    def send(self, worker: int, conn: int, message: Outgoing) -> None:
+        socket = self._sockets.get(conn)
+        if socket is not None:
+            socket.outbox.put(message)
+
+    def broadcast(self, worker: int, room: int, message: Outgoing, without: list[str]) -> None:
+        group = self._groups.get((worker, room))
+        if not group:
+            return
+        if without:
+            skip = set(without)
+            for socket in group:
+                if socket.id not in skip:
+                    socket.outbox.put(message)
+        else:
+            for socket in group:
+                socket.outbox.put(message)
+
+    def close(self, worker: int, conn: int, code: int, reason: str) -> None:
+        socket = self._sockets.get(conn)
+        if socket is not None:
+            socket.outbox.close(code, reason)
+
+    def ack(self, worker: int, conn: int, cost: int) -> None:
+        socket = self._sockets.get(conn)
+        if socket is not None:
+            socket.unacked -= cost
+            waiter = socket.waiter
+            if waiter is not None and socket.unacked <= WINDOW and not waiter.done():
+                waiter.set_result(None)
+
+    def record(self, worker: int, party: str, room: str | None, kind: str, text: str) -> None:
+        self.logs.record(party, room, kind, text)
+
+    async def relay_call(
+        self, worker: int, op: str, args: dict[str, Any], payload: bytes = b""
+    ) -> Any:
+        """Party code in `worker` calls another room: `fetch` or `socket`."""
+        party, room = args["party"], args["room"]
+        if op == "fetch":
+            args = {**args, "anonymous": False, "gate": False}
+            return await (await self._route(party, room))[1].call("request", args, payload)
+        if op != "socket":
+            raise ValueError(f"unknown call {op!r}")
+        self._conns += 1
+        conn = self._conns
+        spawn(self._relay_open(worker, conn, party, room, args))
+        return {"conn": conn}, b""
+
+    async def _relay_open(self, caller: int, conn: int, party: str, room: str, args: dict) -> None:
+        # The reply with `conn` goes out first, so the caller knows the socket before anything
+        # arrives for it.
+        path = args["path"]
+        request = Request(url=f"/parties/{party}/{room}{path}", path=path)
+        try:
+            worker, link = await self._route(party, room)
+        except Overloaded as error:
+            return self._to_caller(caller).socket_opened(conn, CloseCode.OVERLOADED, str(error))
+        outbox = Outbox(_Relay(self, caller, conn), 1 << 62)  # party code reads its own queue
+        socket = Socket(conn, args["id"], worker, outbox, None)
+        socket.caller = caller
+        self._sockets[conn] = socket
+        link.open(conn, party, room, args["id"], request_to_wire(request), None)
+        code, reason = await socket.opened
+        if code:
+            self._forget(socket)
+        self._to_caller(caller).socket_opened(conn, code, reason)
+
+    def relay_message(self, worker: int, conn: int, message: Outgoing) -> None:
+        socket = self._sockets.get(conn)
+        if socket is not None:
+            self.message(socket, message.data)
+
+    def relay_closed(self, worker: int, conn: int, code: int, reason: str) -> None:
+        socket = self._sockets.get(conn)
+        if socket is not None:
+            self.closed(socket, code, reason)
+
+    def _to_caller(self, worker: int) -> Downlink:
+        link = self._links[worker]
+        return link if link is not None else _NOWHERE
+
+    def uplink(self, worker: int) -> Uplink:
+        """Worker `worker`'s uplink, for an in-process session (`workers = 0`)."""
+        return Uplink(self, worker)
+
+
+class _Relay:
+    """The transport of a socket that party code opened: frames go back to its session."""
+
+    __slots__ = ("caller", "conn", "router")
+
+    def __init__(self, router: Router, caller: int, conn: int) -> None:
+        self.router, self.caller, self.conn = router, caller, conn
+
+    def write(self, batch: list[Outgoing]) -> None:
+        link = self.router._to_caller(self.caller)
+        for message in batch:
+            link.socket_send(self.conn, message)
+
+    def close(self, code: int, reason: str) -> None:
+        self.router._to_caller(self.caller).socket_close(self.conn, code, reason)
+        socket = self.router._sockets.get(self.conn)
+        if socket is not None:
+            self.router.closed(socket, code, reason)
+
+
+class _Nowhere:
+    """Where relayed frames go when the calling worker is gone: nowhere."""
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        return lambda *args: None
+
+
+_NOWHERE: Any = _Nowhere()
+
+
+class Uplink:
+    """A session's uplink straight into the router (the in-process session of workers = 0)."""
+
+    __slots__ = ("_router", "_worker")
+
+    def __init__(self, router: Router, worker: int) -> None:
+        self._router, self._worker = router, worker
+
+    def joined(self, conn: int, room: int) -> None:
+        self._router.joined(self._worker, conn, room)
+
+    def opened(self, conn: int, code: int, reason: str) -> None:
+        self._router.opened(self._worker, conn, code, reason)
+
+    def send(self, conn: int, message: Outgoing) -> None:
+        self._router.send(self._worker, conn, message)
+
+    def broadcast(self, room: int, message: Outgoing, without: list[str]) -> None:
+        self._router.broadcast(self._worker, room, message, without)
+
+    def close(self, conn: int, code: int, reason: str) -> None:
+        self._router.close(self._worker, conn, code, reason)
+
+    def ack(self, conn: int, cost: int) -> None:
+        self._router.ack(self._worker, conn, cost)
+
+    def record(self, party: str, room: str | None, kind: str, text: str) -> None:
+        self._router.record(self._worker, party, room, kind, text)
+
+    async def call(self, op: str, args: dict[str, Any], payload: bytes = b"") -> Any:
+        return await self._router.relay_call(self._worker, op, args, payload)
+
+    def message(self, conn: int, message: Outgoing) -> None:
+        self._router.relay_message(self._worker, conn, message)
+
+    def closed(self, conn: int, code: int, reason: str) -> None:
+        self._router.relay_closed(self._worker, conn, code, reason)

@@ -1,0 +1,397 @@
+"""`Session`: the room side of the worker boundary. It owns admission, dispatch and release.
+
+Whatever carries the traffic (a worker's channel to the server process, or direct calls when
+`workers = 0`), every connection, message, HTTP request and admin operation for this process's
+rooms enters here, and everything the rooms send leaves through the `Uplink`. So both modes run
+the same lines: gates, room creation and limits, per-connection order, release, and calls to
+other rooms (which go back up, to be routed to whichever process owns the target).
+
+Flow control: each connection's inbound messages are acknowledged (ACK) as they are handed to
+the room, in batches of ACK_EVERY bytes; the server stops reading a socket that is WINDOW bytes
+ahead, so a party that is slow to handle messages never makes this process buffer without bound.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from ..protocol.codes import CloseCode
+from ..widgets._uisource import party_ui_source
+from .connection import Connection
+from .errors import Overloaded, RoomError, UnknownParty
+from .host import Host
+from .http import (
+    Request,
+    Response,
+    request_from_wire,
+    request_to_wire,
+    response_from_wire,
+    response_to_wire,
+)
+from .limits import Limits
+from .outbox import Outgoing
+from .registry import DeployError, Registry
+from .room import Lobby, Room
+from .server import Server
+from .stall import Steps
+from .storage import Backend
+from .stubs import LocalSocket, Parties
+from .tasks import spawn
+
+WINDOW = 1 << 20  # inbound bytes a connection may have in flight to its room
+ACK_EVERY = WINDOW // 4
+MESSAGE_COST = 64  # bytes each message counts for on top of its length
+LOG_IN = "authentication required: use a Jupyter token"
+
+
+class Uplink(Protocol):
+    """The session's way to the server process."""
+
+    # What rooms do to sockets.
+    def joined(self, conn: int, room: int) -> None: ...
+    def opened(self, conn: int, code: int, reason: str) -> None: ...
+    def send(self, conn: int, message: Outgoing) -> None: ...
+    def broadcast(self, room: int, message: Outgoing, without: list[str]) -> None: ...
+    def close(self, conn: int, code: int, reason: str) -> None: ...
+    def ack(self, conn: int, cost: int) -> None: ...
+    def record(self, party: str, room: str | None, kind: str, text: str) -> None: ...
+
+    # What party code does as a client of other rooms.
+    async def call(self, op: str, args: dict[str, Any], payload: bytes = b"") -> Any: ...
+    def message(self, conn: int, message: Outgoing) -> None: ...
+    def closed(self, conn: int, code: int, reason: str) -> None: ...
+
+
+class _Member:
+    """A socket admitted to one of this process's rooms."""
+
+    __slots__ = ("backlog", "connection", "room", "unacked")
+
+    def __init__(self, room: Room, connection: Connection) -> None:
+        self.room = room
+        self.connection = connection
+        self.backlog: deque[str | bytes] | None = None  # set while a handler is running
+        self.unacked = 0
+
+
+class Session:
+    """Rooms of one process, driven by messages from the server process."""
+
+    def __init__(
+        self,
+        uplink: Uplink,
+        registry: Registry,
+        backend: Backend,
+        limits: Limits,
+        *,
+        steps: Steps | None = None,
+        env: dict[str, Any] | None = None,
+        owns: Callable[[str, str], bool] = lambda party, room: True,
+    ) -> None:
+        self._uplink = uplink
+        self._members: dict[int, _Member] = {}
+        self._sockets: dict[int, LocalSocket] = {}  # party code's own sockets to other rooms
+        self.registry = registry
+        self.host = Host(
+            registry,
+            backend,
+            limits,
+            members=uplink,
+            logs=uplink,
+            parties=Parties(registry, self),
+            steps=steps,
+            env=env,
+            owns=owns,
+        )
+
+    async def start(self) -> None:
+        await self.host.start()
+
+    async def close(self) -> None:
+        await self.host.close()
+
+    # -- sockets ----------------------------------------------------------------------------
+
+    def open(
+        self,
+        conn: int,
+        party: str,
+        room: str,
+        id: str,
+        request: dict[str, Any],
+        share_id: str | None,
+    ) -> None:
+        """Socket `conn` (connection `id`) wants into `(party, room)`: admit it; OPENED
+        says how that went."""
+        spawn(self._open(conn, party, room, id, request_from_wire(request, b""), share_id))
+
+    async def _open(
+        self, conn: int, party: str, room_id: str, id: str, request: Request, share_id: str | None
+    ) -> None:
+        host = self.host
+        try:
+            room = host.acquire(party, room_id)
+        except UnknownParty as error:
+            return self._uplink.opened(conn, CloseCode.UNKNOWN_PARTY, str(error))
+        except Overloaded as error:
+            return self._uplink.opened(conn, CloseCode.OVERLOADED, str(error))
+        except RoomError as error:
+            return self._uplink.opened(conn, CloseCode.HANDLER_ERROR, str(error))
+        if len(room.get_connections()) >= host.limits.max_connections_per_room:
+            host.release(room)
+            return self._uplink.opened(conn, CloseCode.OVERLOADED, "room is full")
+        connection = Connection(id, request.url, self._uplink, conn, request.access, share_id)
+        member = self._members[conn] = _Member(room, connection)
+        try:
+            await room._connect(connection, request)
+        except RoomError as error:
+            self._members.pop(conn, None)
+            host.release(room)
+            return self._uplink.opened(conn, CloseCode.HANDLER_ERROR, str(error))
+        if self._members.get(conn) is member:
+            self._uplink.opened(conn, 0, "")
+
+    def message(self, conn: int, data: str | bytes) -> None:
+        """A message from socket `conn`, delivered after every earlier one of that socket."""
+        member = self._members.get(conn)
+        if member is None:
+            return
+        if member.backlog is not None:
+            member.backlog.append(data)
+        else:
+            self._deliver(conn, member, data)
+
+    def _deliver(self, conn: int, member: _Member, data: str | bytes) -> None:
+        self._count(conn, member, data)
+        result = member.room._deliver(member.connection, data)
+        if result is not None:  # later messages of this socket wait for this one
+            member.backlog = deque()
+            spawn(self._drain(conn, member, result))
+
+    async def _drain(self, conn: int, member: _Member, running: Awaitable[None]) -> None:
+        await running
+        while member.backlog:
+            data = member.backlog.popleft()
+            self._count(conn, member, data)
+            running = member.room._deliver(member.connection, data)
+            if running is not None:
+                await running
+        member.backlog = None
+
+    def _count(self, conn: int, member: _Member, data: str | bytes) -> None:
+        """Count a message as handed to the room; acknowledge a batch of them (flow control)."""
+        member.unacked += len(data) + MESSAGE_COST
+        if member.unacked >= ACK_EVERY:
+            self._uplink.ack(conn, member.unacked)
+            member.unacked = 0
+
+    def closed(self, conn: int, code: int, reason: str) -> None:
+        """Socket `conn` closed: the room forgets it (`on_close`), and lets go of the room."""
+        member = self._members.pop(conn, None)
+        if member is not None:
+            if member.backlog is not None:
+                member.backlog.clear()  # the socket is gone: its unread messages with it
+            spawn(self._leave(member, code, reason))
+
+    async def _leave(self, member: _Member, code: int, reason: str) -> None:
+        try:
+            await member.room._disconnect(member.connection, code, reason)
+        finally:
+            self.host.release(member.room)
+
+    # -- requests and admin operations ------------------------------------------------------
+
+    async def call(self, op: str, args: dict[str, Any], payload: bytes = b"") -> Any:
+        """Run operation `op` for the server process; returns `(result, payload)`."""
+        return await getattr(self, f"_op_{op}")(payload=payload, **args)
+
+    async def _op_admit(
+        self, party: str, room: str, request: dict, kind: str, anonymous: bool, payload: bytes
+    ) -> Any:
+        """Run the party's gate for a WebSocket upgrade (see `_admit`)."""
+        verdict = await self._admit(
+            party, room, request_from_wire(request, payload), kind, anonymous
+        )
+        if isinstance(verdict, Request):
+            server_class = self.registry.get(party)
+            return {"request": request_to_wire(verdict), "party": _limits(server_class)}, b""
+        return _refusal_to_wire(verdict)
+
+    async def _op_request(
+        self,
+        party: str,
+        room: str,
+        request: dict,
+        anonymous: bool,
+        gate: bool,
+        payload: bytes,
+    ) -> Any:
+        """An HTTP request: the party's gate (unless a room calls a room), then `on_request`."""
+        verdict: Any = request_from_wire(request, payload)
+        if gate:
+            verdict = await self._admit(party, room, verdict, "request", anonymous)
+        if not isinstance(verdict, Request):
+            return _refusal_to_wire(verdict)
+        try:
+            held = self.host.acquire(party, room)
+        except UnknownParty as error:
+            response = Response.json({"error": str(error)}, 404)
+        except Overloaded as error:
+            response = Response.json({"error": str(error)}, 503)
+        except RoomError as error:
+            response = Response.json({"error": str(error)}, 500)
+        else:
+            try:
+                response = await held._request(verdict)
+            except RoomError:
+                response = Response.json({"error": "the room failed to start"}, 500)
+            finally:
+                self.host.release(held)
+        fields, body = response_to_wire(response)
+        return {"response": fields}, body
+
+    async def _admit(
+        self, party: str, room: str, request: Request, kind: str, anonymous: bool
+    ) -> Request | Response | tuple[int, int, str]:
+        """The party's `on_before_*` gate, run before the room is touched.
+
+        Returns the request to forward, the party's own Response, or a refusal
+        `(status, close code, message)`. Strangers (`anonymous`) learn nothing about which
+        parties exist, and only a gate that returns a Request opens a room to them.
+        """
+        try:
+            server_class = self.registry.get(party)
+        except UnknownParty as error:
+            if anonymous:
+                return 401, CloseCode.UNAUTHENTICATED, LOG_IN
+            return 404, CloseCode.UNKNOWN_PARTY, str(error)
+        gate = (
+            server_class.on_before_connect if kind == "connect" else server_class.on_before_request
+        )
+        hook = "on_before_connect" if kind == "connect" else "on_before_request"
+        lobby = Lobby(room, party, self.host._services.env, self.host._services.parties)
+        try:
+            verdict = await self.host._services.steps.run(party, room, hook, gate, request, lobby)
+        except Exception as error:  # PartyKit: a gate that throws refuses with 401
+            return 401, CloseCode.UNAUTHENTICATED, str(error) or type(error).__name__
+        if isinstance(verdict, Response):
+            return verdict
+        if anonymous and not isinstance(verdict, Request):
+            return 401, CloseCode.UNAUTHENTICATED, LOG_IN
+        return verdict if isinstance(verdict, Request) else request
+
+    async def _op_parties(self, payload: bytes) -> Any:
+        registry = self.registry
+        parties = [describe_party(name, registry) for name in registry.names()]
+        parties += [
+            {"name": name, "source": None, "error": error}
+            for name, error in sorted(registry.errors.items())
+            if name not in registry.names()
+        ]
+        return parties, b""
+
+    async def _op_party(self, name: str, payload: bytes) -> Any:
+        try:
+            return describe_party(name, self.registry), b""
+        except UnknownParty as error:
+            return {"name": name, "error": str(error)}, b""
+
+    async def _op_deploy(self, name: str, source: str, payload: bytes) -> Any:
+        try:
+            self.registry.deploy(name, source)
+        except DeployError as error:
+            return {"error": str(error), "traceback": error.traceback}, b""
+        closed = await self.host.reload(name)
+        return {"path": self.registry.source(name), "closed": closed}, b""
+
+    async def _op_reload(self, name: str, payload: bytes) -> Any:
+        self.registry.reload(name)
+        return {"closed": await self.host.reload(name)}, b""
+
+    async def _op_evict(self, party: str, room: str, payload: bytes) -> Any:
+        return await self.host.evict(party, room), b""
+
+    async def _op_rooms(self, payload: bytes) -> Any:
+        return self.host.describe(), b""
+
+    # -- party code as a client of other rooms (see stubs.py) --------------------------------
+
+    async def fetch(self, party: str, room: str, request: Request) -> Response:
+        args = {"party": party, "room": room, "request": request_to_wire(request)}
+        result, body = await self._uplink.call("fetch", args, request.body)
+        return response_from_wire(result["response"], body)
+
+    async def socket(self, party: str, room: str, path: str, id: str | None) -> LocalSocket:
+        args = {"party": party, "room": room, "path": path, "id": id or uuid.uuid4().hex}
+        result, _ = await self._uplink.call("socket", args)
+        socket = self._sockets[result["conn"]] = LocalSocket(self, result["conn"])
+        await socket.opened
+        return socket
+
+    def send_to_room(self, conn: int, message: Outgoing) -> None:
+        self._uplink.message(conn, message)
+
+    def close_to_room(self, conn: int, code: int, reason: str) -> None:
+        self._sockets.pop(conn, None)
+        self._uplink.closed(conn, code, reason)
+
+    # What the target room does to those sockets (relayed by the server process).
+    def socket_opened(self, conn: int, code: int, reason: str) -> None:
+        socket = self._sockets.get(conn)
+        if socket is None or socket.opened.done():
+            return
+        if code:
+            self._sockets.pop(conn, None)
+            socket._closed(code, reason)
+            socket.opened.set_exception(ConnectionError(f"refused with {code}: {reason}"))
+        else:
+            socket.opened.set_result(None)
+
+    def socket_send(self, conn: int, message: Outgoing) -> None:
+        socket = self._sockets.get(conn)
+        if socket is not None:
+            socket._receive(message)
+
+    def socket_close(self, conn: int, code: int, reason: str) -> None:
+        socket = self._sockets.pop(conn, None)
+        if socket is not None:
+            socket._closed(code, reason)
+            self._uplink.closed(conn, code, reason)
+
+
+def describe_party(name: str, registry: Registry) -> dict[str, Any]:
+    """What the server process needs to know of a party: where it came from, its kind, its
+    own front end, and the limits it sets for its sockets."""
+    from .yserver import YServer
+
+    server_class = registry.get(name)
+    described: dict[str, Any] = {
+        "name": name,
+        "source": registry.source(name),
+        "error": None,
+        "kind": "yserver" if issubclass(server_class, YServer) else "server",
+        **_limits(server_class),
+    }
+    try:
+        described["ui"] = party_ui_source(server_class)
+    except OSError as error:  # a `ui` file that is missing: say so instead of failing
+        described.update(ui=None, ui_error=str(error))
+    return described
+
+
+def _limits(server_class: type[Server]) -> dict[str, Any]:
+    return {
+        "max_message_size": server_class.max_message_size,
+        "send_buffer_limit": server_class.send_buffer_limit,
+        "rate_limit_drops": server_class.rate_limit_drops,
+    }
+
+
+def _refusal_to_wire(verdict: Response | tuple[int, int, str]) -> Any:
+    if isinstance(verdict, Response):
+        fields, body = response_to_wire(verdict)
+        return {"response": fields}, body
+    return {"refuse": list(verdict)}, b""
