@@ -85,8 +85,13 @@ class ServerProcess:
 
     def start(self) -> "ServerProcess":
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.cwd
+            self.proc = subprocess.Popen(  # its own process group: the server and its workers
+                self.argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.cwd,
+                start_new_session=True,
             )
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
@@ -101,10 +106,10 @@ class ServerProcess:
         raise AssertionError(f"server not ready after {START_TIMEOUT}s:\n{self.log()}")
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown code runs."""
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
+        """SIGKILL to the whole process group (server and workers): no shutdown code runs."""
         if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(timeout=10)
 
     def stop(self) -> None:
@@ -124,7 +129,9 @@ class ServerProcess:
         self.kill()
 
 
-def party_serve(tmp_path: Path, db: Path, parties: Path = TEST_PARTIES) -> ServerProcess:
+def party_serve(
+    tmp_path: Path, db: Path, parties: Path = TEST_PARTIES, *extra: str
+) -> ServerProcess:
     port = free_port()
     argv = [
         sys.executable,
@@ -137,6 +144,7 @@ def party_serve(tmp_path: Path, db: Path, parties: Path = TEST_PARTIES) -> Serve
         "--allow-root",
         f"--IdentityProvider.token={TOKEN}",
         "--ServerApp.open_browser=False",
+        *extra,
     ]
     env = jupyter_env(tmp_path / "jupyter")
     return ServerProcess(argv, port, env, tmp_path / "server.log", tmp_path)
@@ -248,6 +256,30 @@ def test_acknowledged_writes_survive_kill_9(tmp_path):
         ).fetchall()
     stored = {key.decode(): json.loads(value) for key, value in rows}
     assert {k: stored.get(k) for k in acked} == acked
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie, dead but not yet reaped, counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(") ", 1)[-1][0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_no_orphan_workers_after_the_server_is_killed(tmp_path):
+    server = party_serve(tmp_path, tmp_path / "party.db", TEST_PARTIES, "--workers=2")
+    with server:
+        status, body = request(server.port, "GET", "/party-api/rooms")
+        assert status == 200, body
+        pids = [worker["pid"] for worker in json.loads(body)["workers"]]
+        assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+        os.kill(server.pid, signal.SIGKILL)  # the server alone: its workers must notice
+        server.proc.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not [pid for pid in pids if _alive(pid)], "orphan workers left running"
 
 
 # -- b. alarms survive a restart -------------------------------------------------------------------
@@ -424,6 +456,10 @@ def test_serve_cli_flags(tmp_path):
         str(port),
         "--storage",
         f"sqlite:///{db}",
+        "--workers",
+        "2",
+        "--handler-timeout",
+        "7",
         "--allow-root",
         f"--IdentityProvider.token={TOKEN}",
         "--ServerApp.open_browser=False",
@@ -435,6 +471,9 @@ def test_serve_cli_flags(tmp_path):
         assert status == 200, body
         sources = {p["name"]: p["source"] for p in json.loads(body)["parties"]}
         assert sources.get("echo") == str(parties / "echo.py"), sources
+        status, body = request(port, "GET", "/party-api/rooms")
+        assert len(json.loads(body)["workers"]) == 2
+        assert "2 worker process(es)" in server.log()
         status, body = request(port, "POST", "/parties/echo/room-1", b"ping")
         assert status == 200, body
         assert json.loads(body) == {"room": "room-1", "echo": "ping"}
