@@ -91,6 +91,11 @@ class PartyApp(ExtensionApp):
         help="Log a warning when one synchronous step of a party hook blocks the event loop "
         "longer than this many seconds (0: off).",
     ).tag(config=True)
+    alarm_retry_base = Float(
+        Limits.alarm_retry_base,
+        help="Seconds before a failed alarm is retried the first time; the delay doubles "
+        "with each retry (6 retries, then the alarm is dropped).",
+    ).tag(config=True)
 
     @default("parties_dir")
     def _default_parties_dir(self) -> str:

@@ -25,8 +25,7 @@ RETRIES = 6
 class AlarmClock:
     """Timers for every room's alarm."""
 
-    def __init__(self, host: Host, retry_base: float = 2.0) -> None:
-        self.retry_base = retry_base  # seconds before the first retry; doubles each time
+    def __init__(self, host: Host) -> None:
         self._host = host
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._running: set[asyncio.Task[None]] = set()
@@ -44,7 +43,8 @@ class AlarmClock:
             return
         delay = max(0.0, at_ms / 1000 - time.time())
         if attempt:
-            delay = self.retry_base * 2 ** (attempt - 1)
+            # `alarm_retry_base` seconds before the first retry; doubles each time.
+            delay = self._host.limits.alarm_retry_base * 2 ** (attempt - 1)
         loop = asyncio.get_running_loop()
         self._timers[party, room] = loop.call_later(delay, self._fire, party, room, at_ms, attempt)
 

@@ -49,6 +49,7 @@ class Limits:
     awareness_rate: float = 10.0
     awareness_burst: int = 20
     stall_warning: float = 0.1
+    alarm_retry_base: float = 2.0  # seconds before the first alarm retry; doubles each time
 
 
 class Host:
