@@ -100,10 +100,6 @@ class PartyApp(ExtensionApp):
         Limits.awareness_burst,
         help="Awareness updates one connection may send at once above `awareness_rate`.",
     ).tag(config=True)
-    alarm_retry_base = Float(
-        Limits.alarm_retry_base,
-        help="Seconds before a failed `on_alarm` is retried; doubles on each retry (6 retries).",
-    ).tag(config=True)
     workers = Int(
         1,
         help="Worker processes that run party code (rooms are placed by party and room id). "
@@ -126,6 +122,11 @@ class PartyApp(ExtensionApp):
         Limits.stall_warning,
         help="Log a warning when one synchronous step of a party hook blocks the event loop "
         "longer than this many seconds (0: off).",
+    ).tag(config=True)
+    alarm_retry_base = Float(
+        Limits.alarm_retry_base,
+        help="Seconds before a failed alarm is retried the first time; the delay doubles "
+        "with each retry (6 retries, then the alarm is dropped).",
     ).tag(config=True)
 
     @default("parties_dir")

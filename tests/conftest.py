@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import time
@@ -29,25 +30,25 @@ TIMEOUT = 10.0
 
 
 @pytest.fixture
-def party_config() -> dict[str, Any]:
-    """PartyApp traits for the test server; tests override entries before the server starts."""
-    return {"parties_dir": str(PARTIES)}
+def party_config(request) -> dict[str, Any]:
+    """PartyApp traits for the test server. A test sets more with the `party_config` marker,
+    `@pytest.mark.party_config(room_idle_timeout=0.05)`: limits are configured before the
+    server starts, never changed while it runs (the rooms may live in other processes)."""
+    from jupyter_party.extension import PartyApp
+
+    config: dict[str, Any] = {"parties_dir": str(PARTIES)}
+    traits = PartyApp.class_traits(config=True)
+    for marker in reversed(list(request.node.iter_markers("party_config"))):  # nearest wins
+        unknown = set(marker.kwargs) - set(traits)
+        assert not unknown, f"party_config marker: no PartyApp trait {sorted(unknown)}"
+        config.update(marker.kwargs)
+    return config
 
 
 @pytest.fixture
 def jp_server_config(tmp_path, party_config):
     party_config.setdefault("storage_url", f"sqlite:///{tmp_path / 'rooms.db'}")
     return {"ServerApp": {"jpserver_extensions": {"jupyter_party": True}}, "PartyApp": party_config}
-
-
-@pytest.fixture
-def party_app(jp_serverapp):
-    return jp_serverapp.extension_manager.extension_points["jupyter_party"].app
-
-
-@pytest.fixture
-def host(party_app):
-    return party_app.host
 
 
 class Client:
@@ -133,10 +134,51 @@ def http(jp_serverapp, url, jp_auth_header):
     return fetch
 
 
+class LiveRooms:
+    """The server's live rooms, as its admin API lists them (`GET party-api/rooms`).
+
+    `await live_rooms()` is the set of `(party, room)` pairs; `has`, `gone` and `connections`
+    ask about one room, and suit `eventually`: `await eventually(lambda: live_rooms.gone(...))`.
+    """
+
+    def __init__(self, http) -> None:
+        self._http = http
+
+    async def listing(self) -> dict[tuple[str, str], dict[str, Any]]:
+        response = await self._http("party-api/rooms")
+        assert response.code == 200, response.body
+        return {(r["party"], r["room"]): r for r in json.loads(response.body)["rooms"]}
+
+    async def __call__(self) -> set[tuple[str, str]]:
+        return set(await self.listing())
+
+    async def has(self, party: str, room: str) -> bool:
+        return (party, room) in await self.listing()
+
+    async def gone(self, party: str, room: str) -> bool:
+        return (party, room) not in await self.listing()
+
+    async def connections(self, party: str, room: str) -> int | None:
+        """The room's open connections, or None if it is not live."""
+        entry = (await self.listing()).get((party, room))
+        return None if entry is None else entry["connections"]
+
+
+@pytest.fixture
+def live_rooms(http) -> LiveRooms:
+    return LiveRooms(http)
+
+
 async def eventually(predicate, timeout: float = TIMEOUT, message: str = "") -> None:
-    """Wait until `predicate()` is true, checking every few milliseconds, or fail the test."""
+    """Wait until `predicate()` is true, checking every few milliseconds, or fail the test.
+    `predicate` may be async (or return an awaitable, e.g. `lambda: live_rooms.gone(...)`)."""
     deadline = time.monotonic() + timeout
-    while not predicate():
+    while True:
+        result = predicate()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {message or predicate}")
         await asyncio.sleep(0.01)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from conftest import eventually
 
 
@@ -19,13 +21,13 @@ async def test_alarm_fires_once_with_room_id(http):
         state.update(await _runs(http, "a1"))
         return state["runs"]
 
-    await _poll(fired)
+    await eventually(fired)
     assert [run["room"] for run in state["runs"]] == ["a1"]
-    await _poll(lambda: _alarm_cleared(http, "a1"))
+    await eventually(lambda: _alarm_cleared(http, "a1"))
 
 
-async def test_failing_alarm_is_retried_with_backoff(http, host):
-    host.alarms.retry_base = 0.1
+@pytest.mark.party_config(alarm_retry_base=0.1)
+async def test_failing_alarm_is_retried_with_backoff(http):
     await http("parties/ticker/a2?in_ms=10&fail=2", method="POST")
     runs = []
 
@@ -33,21 +35,23 @@ async def test_failing_alarm_is_retried_with_backoff(http, host):
         runs[:] = (await _runs(http, "a2"))["runs"]
         return len(runs) >= 3
 
-    await _poll(three_runs)
+    await eventually(three_runs)
     first_gap = runs[1]["at"] - runs[0]["at"]
     second_gap = runs[2]["at"] - runs[1]["at"]
-    assert first_gap >= 0.09  # 0.1 s, then 0.2 s: exponential backoff
-    assert second_gap >= 0.19
-    await _poll(lambda: _alarm_cleared(http, "a2"))
+    assert 0.09 <= first_gap < 1.0  # 0.1 s (alarm_retry_base, not the 2 s default), then
+    assert second_gap >= 0.19  # 0.2 s: exponential backoff
+    await eventually(lambda: _alarm_cleared(http, "a2"))
     assert len((await _runs(http, "a2"))["runs"]) == 3  # succeeded on the third run: no more
 
 
-async def test_alarm_wakes_an_evicted_room(http, host):
-    host.limits.room_idle_timeout = 0.05
-    await http("parties/ticker/a3?in_ms=400", method="POST")
-    await eventually(lambda: ("ticker", "a3") not in host.rooms, message="eviction")
-    await eventually(lambda: ("ticker", "a3") in host.rooms, message="the alarm to wake the room")
-    await _poll(lambda: _has_runs(http, "a3"))
+@pytest.mark.party_config(room_idle_timeout=0.05)
+async def test_alarm_wakes_an_evicted_room(http, live_rooms):
+    # The run lasts 0.3 s (hold_ms): the woken room stays live long enough to be seen.
+    await http("parties/ticker/a3?in_ms=400&hold_ms=300", method="POST")
+    await eventually(lambda: live_rooms.gone("ticker", "a3"), message="eviction")
+    # Nothing but the alarm touches the room meanwhile: no request until it is live again.
+    await eventually(lambda: live_rooms.has("ticker", "a3"), message="the alarm to wake the room")
+    await eventually(lambda: _has_runs(http, "a3"))
     assert [run["room"] for run in (await _runs(http, "a3"))["runs"]] == ["a3"]
 
 
@@ -57,14 +61,3 @@ async def _alarm_cleared(http, room):
 
 async def _has_runs(http, room):
     return bool((await _runs(http, room))["runs"])
-
-
-async def _poll(check, timeout: float = 10.0):
-    """`eventually` for async checks."""
-    import asyncio
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not await check():
-        assert time.monotonic() < deadline, f"timed out waiting for {check}"
-        await asyncio.sleep(0.02)

@@ -89,7 +89,7 @@ async def test_callbacks_sync_and_async(join):
     assert [(await recv_json(room))["n"] for _ in range(2)] == [1, 2]
 
 
-async def test_reconnect_same_id_and_offline_buffer(join, host):
+async def test_reconnect_same_id_and_offline_buffer(join, http):
     calls = []
 
     def query():
@@ -110,8 +110,11 @@ async def test_reconnect_same_id_and_offline_buffer(join, host):
 
     first = await recv_json(room)
     assert first["tags"] == ["call1"]
-    (server_side,) = host.rooms["probe", "reconnect"].get_connections()
-    server_side.close(1012, "party redeployed")
+    # The room closes its one connection (probe's HTTP `close`), as a redeploy would.
+    closed_by_room = await http(
+        "parties/probe/reconnect/close?code=1012&reason=party%20redeployed", method="POST"
+    )
+    assert json.loads(closed_by_room.body) == {"closed": ["kernel-r"]}
     await eventually(lambda: closed, message="client sees the drop")
     assert closed == [(1012, "party redeployed")] and buffered == [3]
     await room.wait_connected(TIMEOUT)
@@ -120,16 +123,16 @@ async def test_reconnect_same_id_and_offline_buffer(join, host):
     assert welcome["type"] == "welcome" and welcome["id"] == "kernel-r"
     assert welcome["tags"] == ["call2"]  # the query callable ran again
     assert [(await recv_json(room))["n"] for _ in range(3)] == [0, 1, 2]
-    ids = [c.id for c in host.rooms["probe", "reconnect"].get_connections()]
-    assert ids == ["kernel-r"]
+    connections = json.loads((await http("parties/probe/reconnect/connections")).body)
+    assert connections["ids"] == ["kernel-r"]
 
 
-async def test_reconnects_after_other_closes_with_backoff(join, host):
+async def test_reconnects_after_other_closes_with_backoff(join, http):
     room = await join("drops", id="k")
     await recv_json(room)
     for i in range(3):
-        for connection in host.rooms["probe", "drops"].get_connections():
-            connection.close(1011, "oops")
+        closing = await http("parties/probe/drops/close?code=1011&reason=oops", method="POST")
+        assert json.loads(closing.body) == {"closed": ["k"]}
         await eventually(lambda i=i: room.reconnects == i + 1, message="the drop")
         start = time.monotonic()
         await room.wait_connected(TIMEOUT)

@@ -194,8 +194,8 @@ async def room_state(http, room: str) -> dict[str, Any]:
     return json.loads(response.body)
 
 
-async def test_mixed_clients_converge(node, connect, http, host, url, jp_serverapp):
-    host.limits.room_idle_timeout = 0.05
+@pytest.mark.party_config(room_idle_timeout=0.05)
+async def test_mixed_clients_converge(node, connect, http, live_rooms, url, jp_serverapp):
     room = room_id("mixed")
     names = ["ypartykit", "yprovider", "ywebsocket"]
     clients = await asyncio.gather(*(node(name, room) for name in names))
@@ -261,7 +261,7 @@ async def test_mixed_clients_converge(node, connect, http, host, url, jp_servera
         await client.finish()
 
     # and it is what the room stored: a fresh instance loads the same content
-    await eventually(lambda: ("ydoc", room) not in host.rooms, message="eviction")
+    await eventually(lambda: live_rooms.gone("ydoc", room), message="eviction")
     assert await room_state(http, room) == server
 
 
@@ -325,8 +325,8 @@ async def test_large_insert_is_chunked_and_arrives_intact(node, http):
     await watcher.finish()
 
 
-async def test_large_document_survives_reload(node, http, host):
-    host.limits.room_idle_timeout = 0.05
+@pytest.mark.party_config(room_idle_timeout=0.05)
+async def test_large_document_survives_reload(node, http, live_rooms):
     room = room_id("bigsave")
     size = 2_500_000
     sender = await node("ypartykit", room)
@@ -334,7 +334,7 @@ async def test_large_document_survives_reload(node, http, host):
     await sender.do({"big": size})
     await sender.do({"insert": "text", "value": ":tail"})
     await sender.finish()
-    await eventually(lambda: ("ydoc", room) not in host.rooms, message="eviction")
+    await eventually(lambda: live_rooms.gone("ydoc", room), message="eviction")
     text = (await room_state(http, room))["text"]
     assert len(text) == size + 10
     assert text == "head:" + filler(size) + ":tail"

@@ -9,6 +9,7 @@ import logging
 import os
 import struct
 import time
+from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -47,6 +48,10 @@ class FakeClock:
 
     def __call__(self) -> float:
         return self.now
+
+
+async def _has_connections(live_rooms, room: tuple[str, str], count: int) -> bool:
+    return await live_rooms.connections(*room) == count
 
 
 def _p99(values: list[float]) -> float:
@@ -155,12 +160,12 @@ async def test_timed_passes_exceptions_and_cancellation_through(caplog):
 
 
 async def test_flooding_client_is_closed_with_1008_and_others_keep_their_latency(
-    connect, host, jp_http_port, jp_base_url, jp_auth_header
+    connect, live_rooms, jp_http_port, jp_base_url, jp_auth_header
 ):
     observer = await connect("parties/flood/f?_pk=observer")
     path = f"{jp_base_url}parties/flood/f?_pk=flooder"
     reader, writer = await _raw_websocket(jp_http_port, path, jp_auth_header)
-    await eventually(lambda: len(host.rooms["flood", "f"].get_connections()) == 2)
+    await eventually(lambda: _has_connections(live_rooms, ("flood", "f"), 2))
     closed = asyncio.ensure_future(_read_frames(reader))
 
     async def flood():  # 5,000 small messages, flat out, in chunks so pings interleave
@@ -192,8 +197,8 @@ async def test_flooding_client_is_closed_with_1008_and_others_keep_their_latency
     assert counts["flooder"] < 1000  # the burst (200) and a little refill, not 5,000
 
 
-async def test_messages_under_the_rate_are_all_delivered(connect, host):
-    host.limits.rate_limit_burst = 50
+@pytest.mark.party_config(rate_limit_burst=50)
+async def test_messages_under_the_rate_are_all_delivered(connect):
     client = await connect("parties/flood/calm?_pk=calm")
     for _ in range(50):
         await client.send("x")
@@ -201,9 +206,8 @@ async def test_messages_under_the_rate_are_all_delivered(connect, host):
     assert await client.recv_json() == {"calm": 50}
 
 
-async def test_byte_rate_drops_then_closes(connect, host):
-    host.limits.rate_limit_bytes = 10_000
-    host.limits.rate_limit_window = 1.0
+@pytest.mark.party_config(rate_limit_bytes=10_000, rate_limit_window=1.0)
+async def test_byte_rate_drops_then_closes(connect):
     client = await connect("parties/flood/bytes?_pk=big")
     for _ in range(5):  # 2 fit in the window; 3 are dropped, and the third drop closes
         await client.send("y" * 4000)
@@ -217,9 +221,8 @@ async def test_byte_rate_drops_then_closes(connect, host):
 # -- 2. awareness rate ----------------------------------------------------------------------
 
 
-async def test_awareness_over_the_rate_is_dropped_silently(connect, host):
-    host.limits.awareness_burst = 5
-    host.limits.awareness_rate = 0.01
+@pytest.mark.party_config(awareness_burst=5, awareness_rate=0.01)
+async def test_awareness_over_the_rate_is_dropped_silently(connect):
     spammer = await YClient(await connect("parties/ydoc/aw")).sync()
     watcher = await connect("parties/ydoc/aw")
     for clock in range(1, 101):
@@ -241,34 +244,36 @@ async def test_awareness_over_the_rate_is_dropped_silently(connect, host):
 # -- 3. dead peers ------------------------------------------------------------------------------
 
 
-async def test_dead_peer_is_reaped(connect, host, jp_http_port, jp_base_url, jp_auth_header):
-    host.limits.ping_interval = 0.2
-    host.limits.ping_timeout = 0.2
+@pytest.mark.party_config(ping_interval=0.2, ping_timeout=0.2)
+async def test_dead_peer_is_reaped(
+    connect, http, live_rooms, jp_http_port, jp_base_url, jp_auth_header
+):
     observer = await connect("parties/probe/dead?_pk=observer")
     await observer.recv_json()
     path = f"{jp_base_url}parties/probe/dead?_pk=zombie"
     _, writer = await _raw_websocket(jp_http_port, path, jp_auth_header)  # never reads again
-    room = host.rooms["probe", "dead"]
-    await eventually(lambda: len(room.get_connections()) == 2)
+    await eventually(lambda: _has_connections(live_rooms, ("probe", "dead"), 2))
     start = time.monotonic()
     # Tornado closes after a missed pong, then waits up to 5 s for the peer's close frame.
     left = await observer.recv_json(timeout=10)
     assert (left["type"], left["id"]) == ("left", "zombie")
     assert time.monotonic() - start < 8
-    assert [c.id for c in room.get_connections()] == ["observer"]
+    connections = json.loads((await http("parties/probe/dead/connections")).body)
+    assert connections["ids"] == ["observer"]
     await observer.send({"op": "echo", "n": 1})  # the observer answers pings: still here
     assert await observer.recv_json() == {"type": "echo", "n": 1}
     writer.close()
 
 
-async def test_ping_timeout_is_capped_at_the_interval(host):
+def test_ping_timeout_is_capped_at_the_interval():
+    # The handler's own arithmetic, without a server: a stand-in host holding only limits.
+    from jupyter_party.runtime.host import Limits
     from jupyter_party.web.room_handler import RoomHandler
 
     handler = RoomHandler.__new__(RoomHandler)
-    handler.host = host
-    host.limits.ping_interval, host.limits.ping_timeout = 5.0, 30.0
+    handler.host = SimpleNamespace(limits=Limits(ping_interval=5.0, ping_timeout=30.0))
     assert (handler.ping_interval, handler.ping_timeout) == (5.0, 5.0)
-    host.limits.ping_timeout = 2.0
+    handler.host.limits.ping_timeout = 2.0
     assert handler.ping_timeout == 2.0
 
 
@@ -276,7 +281,7 @@ async def test_ping_timeout_is_capped_at_the_interval(host):
 
 
 async def test_100_mb_frame_header_is_closed_with_1009_before_the_payload(
-    connect, host, jp_http_port, jp_base_url, jp_auth_header
+    connect, jp_http_port, jp_base_url, jp_auth_header
 ):
     rss = psutil.Process().memory_info().rss
     observer = await connect("parties/probe/huge?_pk=observer")
@@ -298,15 +303,15 @@ async def test_100_mb_frame_header_is_closed_with_1009_before_the_payload(
 
 
 @pytest.mark.parametrize("room", ["x" * 10240, "%00", "a%00b"], ids=["10kb", "nul", "inner-nul"])
-async def test_more_invalid_room_ids_are_refused(connect, http, host, room):
+async def test_more_invalid_room_ids_are_refused(connect, http, live_rooms, room):
     response = await http(f"parties/probe/{room}")
     assert response.code in (400, 404)
     client = await connect(f"parties/probe/{room}")
     assert (await client.closed())[0] == 4400
-    assert host.rooms == {}
+    assert await live_rooms() == set()
 
 
-async def test_double_slash_room_path_is_refused(connect, http, host):
+async def test_double_slash_room_path_is_refused(connect, http, live_rooms):
     response = await http("parties/probe//evil")
     assert response.code in (400, 404)
     assert "Location" not in response.headers
@@ -316,14 +321,14 @@ async def test_double_slash_room_path_is_refused(connect, http, host):
         assert getattr(error, "code", None) in (400, 404), error
     else:
         assert (await client.closed())[0] in (4400, 4404)
-    assert host.rooms == {}
+    assert await live_rooms() == set()
 
 
 # -- 5. capacity ----------------------------------------------------------------------------
 
 
-async def test_full_room_refuses_with_1013(connect, host):
-    host.limits.max_connections_per_room = 2
+@pytest.mark.party_config(max_connections_per_room=2)
+async def test_full_room_refuses_with_1013(connect):
     a = await connect("parties/probe/full?_pk=a")
     b = await connect("parties/probe/full?_pk=b")
     await a.recv_json()
@@ -336,8 +341,8 @@ async def test_full_room_refuses_with_1013(connect, host):
     assert (await other.recv_json())["type"] == "welcome"
 
 
-async def test_max_rooms_refuses_new_rooms(connect, http, host):
-    host.limits.max_rooms = 1
+@pytest.mark.party_config(max_rooms=1)
+async def test_max_rooms_refuses_new_rooms(connect, http, live_rooms):
     first = await connect("parties/probe/one")
     await first.recv_json()
     second = await connect("parties/probe/two")
@@ -347,7 +352,7 @@ async def test_max_rooms_refuses_new_rooms(connect, http, host):
     assert response.code == 503
     assert "too many rooms" in json.loads(response.body)["error"]
     assert (await http("parties/probe/one")).code == 200  # the live room still answers
-    assert list(host.rooms) == [("probe", "one")]
+    assert await live_rooms() == {("probe", "one")}
 
 
 # -- 6. event-loop stalls -------------------------------------------------------------------
@@ -371,8 +376,8 @@ async def test_blocking_hooks_are_logged(connect, http, caplog):
     assert all(r.levelno == logging.WARNING for r in caplog.records if "blocked" in r.getMessage())
 
 
-async def test_stall_warnings_can_be_turned_off(connect, host, caplog):
-    host.limits.stall_warning = 0
+@pytest.mark.party_config(stall_warning=0)
+async def test_stall_warnings_can_be_turned_off(connect, caplog):
     caplog.set_level(logging.WARNING, logger="jupyter_party")
     client = await connect("parties/stall/quiet")
     await client.send("sync")

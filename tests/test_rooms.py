@@ -63,7 +63,7 @@ async def test_text_arrives_as_str_and_binary_as_bytes(connect):
     assert await client.recv() == '{"a":[1,2]}'  # dict -> JSON text
 
 
-async def test_reconnect_with_same_pk_keeps_the_new_socket(connect, host):
+async def test_reconnect_with_same_pk_keeps_the_new_socket(connect, live_rooms):
     old = await connect("parties/probe/pk?_pk=same")
     await old.recv_json()
     new = await connect("parties/probe/pk?_pk=same")
@@ -74,8 +74,7 @@ async def test_reconnect_with_same_pk_keeps_the_new_socket(connect, host):
     assert await new.recv_json() == {"type": "connections", "ids": ["same"]}
     await new.send({"op": "broadcast", "message": "still here"})
     assert await new.recv() == "still here"
-    room = host.rooms["probe", "pk"]
-    assert len(room.get_connections()) == 1
+    assert await live_rooms.connections("probe", "pk") == 1  # the admin API counts one as well
 
 
 async def test_broadcast_without(connect):
@@ -225,12 +224,12 @@ async def test_unknown_party(connect, http):
     ["", "x" * 257, "%01ctl", "..", "%2e%2e", "%2E.", "bad%ff"],
     ids=["empty", "too-long", "control", "dotdot", "encoded-dotdot", "mixed-dotdot", "not-utf8"],
 )
-async def test_invalid_room_ids_are_refused(connect, http, host, room):
+async def test_invalid_room_ids_are_refused(connect, http, live_rooms, room):
     response = await http(f"parties/probe/{room}")
     assert response.code in (400, 404)
     client = await connect(f"parties/probe/{room}")
     assert (await client.closed())[0] == 4400
-    assert host.rooms == {}
+    assert await live_rooms() == set()
 
 
 async def test_room_ids_are_raw_and_limited_to_256_bytes(http):
@@ -250,7 +249,7 @@ async def test_authentication_is_required(connect, http):
     assert admin.code == 403
 
 
-async def test_message_handler_error_keeps_the_connection(connect, host):
+async def test_message_handler_error_keeps_the_connection(connect):
     client = await connect("parties/faulty/f1")
     assert await client.recv() == "hello"
     await client.send("boom")
@@ -269,42 +268,41 @@ async def test_connect_error_closes_with_1011(connect):
     assert await client.closed() == (1011, "ValueError: connect refused by the party")
 
 
-async def test_failed_start_affects_only_that_room(connect, http, host):
+async def test_failed_start_affects_only_that_room(connect, http, live_rooms):
     client = await connect("parties/faulty/broken-1")
     code, reason = await client.closed()
     assert code == 1011
     assert "cannot start this room" in reason
-    assert ("faulty", "broken-1") not in host.rooms  # the next event will try again
+    assert await live_rooms.gone("faulty", "broken-1")  # the next event will try again
     healthy = await connect("parties/faulty/fine")
     assert await healthy.recv() == "hello"
     assert (await http("parties/faulty/broken-2")).code == 500
 
 
-async def test_idle_room_is_evicted_and_recreated_with_storage(connect, host):
-    host.limits.room_idle_timeout = 0.1
-    client = await connect("parties/chat/idle?_pk=ann")
-    assert await client.recv_json() == {"type": "history", "messages": []}
-    await client.send("remember me")
-    assert (await client.recv_json())["text"] == "remember me"
-    first = host.rooms["chat", "idle"]
+@pytest.mark.party_config(room_idle_timeout=0.1)
+async def test_idle_room_is_evicted_and_recreated_with_storage(connect, live_rooms):
+    client = await connect("parties/probe/idle?_pk=ann")
+    first = await client.recv_json()
+    assert first["remembered"] == []
+    await client.send({"op": "remember", "text": "remember me"})  # stored in on_message...
+    assert await client.recv_json() == {"type": "remembered", "texts": ["remember me"]}
     client.close()
-    await eventually(lambda: ("chat", "idle") not in host.rooms, message="eviction")
-    again = await connect("parties/chat/idle")
-    history = await again.recv_json()
-    assert [m["text"] for m in history["messages"]] == ["remember me"]
-    assert host.rooms["chat", "idle"] is not first
+    await eventually(lambda: live_rooms.gone("probe", "idle"), message="eviction")
+    again = await connect("parties/probe/idle")
+    welcome = await again.recv_json()
+    assert welcome["remembered"] == ["remember me"]  # ...and loaded by the new on_start
+    assert welcome["instance"] != first["instance"]
 
 
-async def test_busy_room_is_not_evicted(connect, host):
-    host.limits.room_idle_timeout = 0.05
+@pytest.mark.party_config(room_idle_timeout=0.05)
+async def test_busy_room_is_not_evicted(connect, http):
     client = await connect("parties/probe/busy")
-    await client.recv_json()
-    room = host.rooms["probe", "busy"]
+    instance = (await client.recv_json())["instance"]
     for n in range(20):  # keep talking for several idle timeouts
         await client.send({"op": "echo", "n": n})
         await client.recv_json()
         await asyncio.sleep(0.01)
-    assert host.rooms["probe", "busy"] is room
+    assert json.loads((await http("parties/probe/busy")).body)["instance"] == instance
 
 
 async def test_admin_api_lists_parties_and_rooms(jp_fetch, connect):
@@ -319,10 +317,10 @@ async def test_admin_api_lists_parties_and_rooms(jp_fetch, connect):
     assert time.time() - 60 < listed["last_activity"] <= time.time()
 
 
-async def test_server_stop_closes_connections(connect, party_app):
+async def test_server_stop_closes_connections(connect, jp_serverapp):
     client = await connect("parties/probe/stopping")
     await client.recv_json()
-    await party_app.stop_extension()
+    await jp_serverapp.cleanup_extensions()  # what a stopping server does first
     assert await client.closed() == (1001, "server shutting down")
 
 
@@ -345,8 +343,8 @@ async def test_cookie_authenticated_cross_origin_websocket_is_refused(http, conn
     assert welcome["user"]  # the cookie's Jupyter identity reaches ctx.user
 
 
-async def test_oversized_message_is_closed_with_1009(connect, host):
-    host.limits.max_message_size = 64 * 1024
+@pytest.mark.party_config(max_message_size=64 * 1024)
+async def test_oversized_message_is_closed_with_1009(connect):
     client = await connect("parties/probe/big")
     await client.recv_json()
     await client.send(b"x" * (64 * 1024 + 1))
@@ -363,21 +361,20 @@ async def test_handler_errors_are_logged_with_party_and_room(connect, caplog):
     assert "party 'faulty' room 'logged': on_message raised" in messages
 
 
-async def test_admin_api_evicts_a_room(jp_fetch, connect, host):
-    client = await connect("parties/chat/evictme")
+async def test_admin_api_evicts_a_room(jp_fetch, connect):
+    client = await connect("parties/probe/evictme")
+    first = await client.recv_json()
+    await client.send({"op": "remember", "text": "kept"})
     await client.recv_json()
-    await client.send("kept")
-    await client.recv_json()
-    first = host.rooms["chat", "evictme"]
-    response = await jp_fetch("party-api", "rooms", "chat", "evictme", method="DELETE")
+    response = await jp_fetch("party-api", "rooms", "probe", "evictme", method="DELETE")
     assert response.code == 204
     assert await client.closed() == (1012, "room evicted")
-    again = await connect("parties/chat/evictme")
-    history = await again.recv_json()
-    assert [m["text"] for m in history["messages"]] == ["kept"]  # storage survived
-    assert host.rooms["chat", "evictme"] is not first
+    again = await connect("parties/probe/evictme")
+    welcome = await again.recv_json()
+    assert welcome["remembered"] == ["kept"]  # storage survived
+    assert welcome["instance"] != first["instance"]  # in a new instance
     with pytest.raises(HTTPClientError) as missing:
-        await jp_fetch("party-api", "rooms", "chat", "nosuchroom", method="DELETE")
+        await jp_fetch("party-api", "rooms", "probe", "nosuchroom", method="DELETE")
     assert missing.value.code == 404
 
 

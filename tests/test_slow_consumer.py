@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import struct
+
+import pytest
 
 from conftest import eventually
 
@@ -57,21 +60,25 @@ async def _read_frames(reader):
         received += length
 
 
+@pytest.mark.party_config(send_buffer_limit=LIMIT)
 async def test_slow_consumer_is_closed_and_others_keep_receiving(
-    connect, host, jp_http_port, jp_base_url, jp_auth_header
+    connect, http, jp_http_port, jp_base_url, jp_auth_header
 ):
-    host.limits.send_buffer_limit = LIMIT
     path = f"{jp_base_url}parties/probe/slow?_pk=sloth"
     reader, writer = await _raw_websocket(jp_http_port, path, jp_auth_header)
     fast = await connect("parties/probe/slow?_pk=fast")
     await fast.recv_json()
-    room = host.rooms["probe", "slow"]
     for _ in range(ROUNDS):  # bursts smaller than LIMIT, paced by the reader that keeps up
         await fast.send({"op": "blast", "count": BURST, "size": SIZE})
         burst = [await fast.recv() for _ in range(BURST)]
         assert [m.split(":", 1)[0] for m in burst] == [str(i) for i in range(BURST)]
         assert await fast.recv_json() == {"type": "blasted"}
-    await eventually(lambda: [c.id for c in room.get_connections()] == ["fast"], message="close")
+
+    async def only_fast_left() -> bool:
+        connections = json.loads((await http("parties/probe/slow/connections")).body)
+        return connections["ids"] == ["fast"]
+
+    await eventually(only_fast_left, message="close")
     received, code = await _read_frames(reader)
     assert code == 1013
     # What reached the stalled client is bounded by our queue plus the kernel's buffers.

@@ -18,12 +18,7 @@ from conftest import TIMEOUT, eventually
 from jupyter_party.runtime.router import placement
 
 
-@pytest.fixture
-def party_config(party_config, request):
-    party_config.update(workers=2, handler_timeout=3.0)
-    marker = request.node.get_closest_marker("party_config")
-    party_config.update(marker.kwargs if marker else {})
-    return party_config
+pytestmark = pytest.mark.party_config(workers=2, handler_timeout=3.0)
 
 
 def rooms_on_two_workers(prefix: str) -> tuple[str, str]:
@@ -171,10 +166,10 @@ async def test_a_party_that_never_starts_backs_off_and_others_keep_serving(conne
     assert crashes >= 2
 
 
-async def test_stopping_the_server_stops_the_workers(party_app, http):
+async def test_stopping_the_server_stops_the_workers(jp_serverapp, http):
     pids = [w["pid"] for w in (await api_json(http, "party-api/rooms"))["workers"]]
     assert len(pids) == 2 and all(pids)
-    await party_app.stop_extension()
+    await jp_serverapp.cleanup_extensions()  # what a stopping server does first
     for pid in pids:
         await eventually(lambda pid=pid: not _alive(pid), message=f"worker {pid} to exit")
 

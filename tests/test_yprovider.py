@@ -122,23 +122,25 @@ async def test_awareness(open_doc):
     assert {"added": [], "updated": [], "removed": [a.client_id]} in changes
 
 
-async def test_reconnect_resyncs_offline_edits(open_doc, host):
+async def test_reconnect_resyncs_offline_edits(open_doc, http):
     a = await open_doc("reconnect", client_id="kernel-a")
     b = await open_doc("reconnect")
     a.awareness.set_local_state({"user": "a"})
     await eventually(lambda: a.client_id in b.awareness.states)
     seen = []
     b.awareness.observe(lambda topic, event: seen.append(event[0]))
-    room = host.rooms["ydoc", "reconnect"]
-    (server_side,) = [c for c in room.get_connections() if c.id == "kernel-a"]
-    server_side.close(1012, "test")
+    closing = await http(
+        "parties/ydoc/reconnect/close?tag=kernel-a&code=1012&reason=test", method="POST"
+    )
+    assert json.loads(closing.body) == {"closed": ["kernel-a"]}
     await eventually(lambda: not a.connected, message="client sees the drop")
     a.get("text", type=Text).insert(0, "offline edit")  # made while disconnected
     b.get("map", type=Map)["while"] = "away"
     await a.wait_synced(TIMEOUT)
     await eventually(lambda: text(b) == "offline edit", message="offline edit after reconnect")
     await eventually(lambda: a.get("map", type=Map).to_py() == {"while": "away"})
-    assert [c.id for c in room.get_connections()].count("kernel-a") == 1  # same _pk
+    ids = json.loads((await http("parties/ydoc/reconnect/connections")).body)["ids"]
+    assert ids.count("kernel-a") == 1  # same _pk
     # The server removed a's awareness state when the socket closed; a sends it again.
     removal = {"added": [], "updated": [], "removed": [a.client_id]}
     await eventually(lambda: removal in seen and seen[-1]["added"] == [a.client_id])
@@ -179,29 +181,31 @@ async def test_unreachable_server_times_out(token):
         await jupyter_party.doc("ydoc", "r", server="http://127.0.0.1:9/", token=token, timeout=0.5)
 
 
-async def test_epoch_change_stops_the_client(open_doc, host):
+async def test_epoch_change_stops_the_client(open_doc, http):
     a = await open_doc("epoch")
     a.get("text", type=Text).insert(0, "old incarnation")
-    room = host.rooms["ydoc", "epoch"]
-    await eventually(lambda: str(room.server.document.get("text", type=Text)) != "")
-    # Recreate the document: wipe its storage, drop the live instance, cut the connection.
-    host.discard(room)
-    await room.stop()
-    await room.storage.delete_all()
-    for connection in room.get_connections():
-        connection.close(1012, "test")
+
+    async def server_has_text() -> bool:
+        return (await room_state(http, "epoch"))["text"] != ""
+
+    await eventually(server_has_text)
+    first = json.loads((await http("parties/ydoc/epoch/instance")).body)
+    assert first["epoch"] == a.epoch
+    # Recreate the document: the party wipes its storage, drops the live instance and cuts
+    # the connection (1012), so the client reconnects to a fresh instance with a new epoch.
+    assert (await http("parties/ydoc/epoch/recreate", method="POST")).code == 200
     with pytest.raises(DocumentRecreated):
         await asyncio.wait_for(a.wait_closed(), TIMEOUT)
     assert a.stale and a.closed and not a.connected
     with pytest.raises(DocumentRecreated):
         await a.wait_synced(1)
-    fresh = host.rooms["ydoc", "epoch"]
-    assert fresh is not room and fresh.server.epoch != a.epoch
-    assert str(fresh.server.document.get("text", type=Text)) == ""  # nothing merged
+    fresh = json.loads((await http("parties/ydoc/epoch/instance")).body)
+    assert fresh["instance"] != first["instance"] and fresh["epoch"] != a.epoch
+    assert (await room_state(http, "epoch"))["text"] == ""  # nothing merged
     with pytest.raises(DocumentRecreated):
         await open_doc("epoch", document=a)  # the stale copy cannot be reopened
     b = await open_doc("epoch")  # a new RoomDoc gets the new document
-    assert text(b) == "" and b.epoch == fresh.server.epoch
+    assert text(b) == "" and b.epoch == fresh["epoch"]
     assert text(a) == "old incarnation"  # the stale copy is left as it was
 
 

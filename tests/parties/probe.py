@@ -1,4 +1,13 @@
-"""Test party driven by JSON commands; it records every hook call in `self.events`."""
+"""Test party driven by JSON commands; it records every hook call in `self.events`.
+
+Besides its WebSocket commands, it shows (and changes) the room from outside over HTTP, as a
+party author could, for tests against a live server:
+  `GET {room}/connections[?tag=T]`   `{"instance": n, "ids": [...]}`: the open connections
+  `POST {room}/close?code=C&reason=R[&tag=T]`   closes them (a tag or an id selects some);
+                                     answers `{"closed": [ids]}`
+Instances are numbered in start order (`instance`, per server process), and each loads the
+texts its room's storage remembers (`op: remember`) in `on_start`.
+"""
 
 import asyncio
 import json
@@ -14,6 +23,7 @@ class Probe(Server):
         Probe.starts += 1
         self.instance = Probe.starts
         self.events = ["on_start"]
+        self.remembered = await self.room.storage.get("remembered") or []
 
     def get_connection_tags(self, connection, ctx):
         return [t for t in ctx.request.query.get("tags", "").split(",") if t]
@@ -26,6 +36,7 @@ class Probe(Server):
                 "type": "welcome",
                 "id": connection.id,
                 "instance": self.instance,
+                "remembered": self.remembered,
                 "tags": list(connection.tags),
                 "user": ctx.user.username if ctx.user else None,
                 "header": ctx.request.headers.get("X-Gate"),
@@ -64,6 +75,10 @@ class Probe(Server):
             sender.close(command["code"], command["reason"])
         elif op == "events":
             sender.send({"type": "events", "events": self.events})
+        elif op == "remember":  # answered once the text is durable
+            self.remembered = [*self.remembered, command["text"]]
+            await self.room.storage.put("remembered", self.remembered)
+            sender.send({"type": "remembered", "texts": self.remembered})
 
     def on_close(self, connection, code, reason):
         self.events.append(f"on_close:{connection.id}:{code}")
@@ -75,6 +90,14 @@ class Probe(Server):
             connection.send({"type": "error", "error": str(error)})
 
     def on_request(self, request):
+        if request.path == "/connections":
+            ids = [c.id for c in self.room.get_connections(request.query.get("tag"))]
+            return {"instance": self.instance, "ids": ids}
+        if request.path == "/close" and request.method == "POST":
+            chosen = self.room.get_connections(request.query.get("tag"))
+            for connection in chosen:
+                connection.close(int(request.query["code"]), request.query.get("reason", ""))
+            return {"closed": [c.id for c in chosen]}
         self.events.append(f"on_request:{request.method}")
         return {
             "instance": self.instance,
