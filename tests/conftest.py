@@ -30,13 +30,20 @@ TIMEOUT = 10.0
 
 
 @pytest.fixture
-def party_config(request) -> dict[str, Any]:
+def workers() -> int:
+    """`PartyApp.workers` of the test server. Modules that override this fixture with
+    `params=[1, 0]` run each test with rooms in a worker process and in the server process."""
+    return 1
+
+
+@pytest.fixture
+def party_config(request, workers) -> dict[str, Any]:
     """PartyApp traits for the test server. A test sets more with the `party_config` marker,
     `@pytest.mark.party_config(room_idle_timeout=0.05)`: limits are configured before the
     server starts, never changed while it runs (the rooms may live in other processes)."""
     from jupyter_party.extension import PartyApp
 
-    config: dict[str, Any] = {"parties_dir": str(PARTIES)}
+    config: dict[str, Any] = {"parties_dir": str(PARTIES), "workers": workers}
     traits = PartyApp.class_traits(config=True)
     for marker in reversed(list(request.node.iter_markers("party_config"))):  # nearest wins
         unknown = set(marker.kwargs) - set(traits)

@@ -9,6 +9,12 @@ import pytest
 from conftest import eventually
 
 
+@pytest.fixture(params=[1, 0], ids=["worker", "in-process"])
+def workers(request):
+    """Every test here runs with rooms in a worker process, then in the server process."""
+    return request.param
+
+
 async def _runs(http, room):
     return json.loads((await http(f"parties/ticker/{room}")).body)
 

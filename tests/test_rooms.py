@@ -12,6 +12,12 @@ from tornado.httpclient import HTTPClientError
 from conftest import eventually
 
 
+@pytest.fixture(params=[1, 0], ids=["worker", "in-process"])
+def workers(request):
+    """Every test here runs with rooms in a worker process, then in the server process."""
+    return request.param
+
+
 async def test_hooks_run_in_order(connect):
     client = await connect("parties/probe/order?_pk=alice")
     assert (await client.recv_json())["type"] == "welcome"

@@ -17,7 +17,6 @@ import pytest
 from conftest import TIMEOUT, eventually
 from jupyter_party.runtime.router import placement
 
-
 pytestmark = pytest.mark.party_config(workers=2, handler_timeout=3.0)
 
 

@@ -20,6 +20,12 @@ from jupyter_party.protocol.ysync import (
 )
 
 
+@pytest.fixture(params=[1, 0], ids=["worker", "in-process"])
+def workers(request):
+    """Every test here runs with rooms in a worker process, then in the server process."""
+    return request.param
+
+
 @pytest.fixture
 def yjoin(connect):
     async def join(room: str, query: str = "") -> YClient:
