@@ -197,6 +197,8 @@ async def check_panel(url: str) -> None:
             await expect(party).to_be_visible(timeout=TIMEOUT_MS)
             room = panel.locator('.jp-party-room[data-party="probe"][data-room="labroom"]')
             await expect(room).to_contain_text("1 connection", timeout=TIMEOUT_MS)
+            worker = panel.locator(".jp-party-worker")  # the worker process running the rooms
+            await expect(worker).to_contain_text(re.compile(r"worker 0 pid \d+, 0 restarts"))
             await page.screenshot(path=ARTIFACTS / "lab-02-parties-panel.png")
 
             await room.get_by_role("button", name="copy write link").click()

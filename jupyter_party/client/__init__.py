@@ -1,4 +1,4 @@
-"""Notebook-side clients of jupyter-party rooms (DESIGN §9)."""
+"""Notebook-side clients of jupyter-party rooms."""
 
 from .deploy import DeployError, DeployResult, deploy
 from .discovery import ServerInfo, ServerNotFound, find_server

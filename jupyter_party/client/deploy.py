@@ -6,7 +6,7 @@
 
 A class is sent as the source of its whole module file; for a class defined in a notebook
 cell, as the source of that cell. Either way the source must be self-contained: its own
-imports, no names that only exist in the kernel, exactly one `Server` subclass (DESIGN §6).
+imports, no names that only exist in the kernel, exactly one `Server` subclass.
 """
 
 from __future__ import annotations

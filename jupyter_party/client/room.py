@@ -1,4 +1,4 @@
-"""`connect(party, room)`: a reconnecting room client with partysocket's semantics (DESIGN §9).
+"""`connect(party, room)`: a reconnecting room client with partysocket's semantics.
 
 In a kernel or any async code::
 

@@ -1,4 +1,4 @@
-"""`share_link(...)`: ask the Jupyter server for a room's share link (DESIGN §7)."""
+"""`share_link(...)`: ask the Jupyter server for a room's share link."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`doc(party, room)`: a `pycrdt.Doc` kept in sync with a `YServer` room (DESIGN §9).
+"""`doc(party, room)`: a `pycrdt.Doc` kept in sync with a `YServer` room.
 
 In a kernel or any async code::
 

@@ -1,4 +1,4 @@
-"""Party names, room ids and room URL paths (DESIGN §1, §4)."""
+"""Party names, room ids and room URL paths."""
 
 from __future__ import annotations
 

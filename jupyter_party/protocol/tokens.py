@@ -1,4 +1,4 @@
-"""Share tokens: bearer secrets for one room, stored only as their hash (DESIGN §7).
+"""Share tokens: bearer secrets for one room, stored only as their hash.
 
 A token is 256 random bits. The server keeps `token_id(token)` (SHA-256), so a leaked
 storage file grants nothing, and looks a presented token up by that hash.

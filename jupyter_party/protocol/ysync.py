@@ -1,4 +1,4 @@
-"""The y-websocket / y-partykit wire protocol (DESIGN §8), as pure functions on bytes.
+"""The y-websocket / y-partykit wire protocol, as pure functions on bytes.
 
 Frames are `[message type] body`; integers are lib0 varuints (7 bits a byte, low group first)
 and byte strings are varuint-length-prefixed. Every read is bounds-checked: a malformed or

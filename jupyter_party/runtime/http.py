@@ -61,7 +61,7 @@ class Response:
 
 
 def to_response(value: Any) -> Response:
-    """Turn what `on_request` returned into a Response (DESIGN §3).
+    """Turn what `on_request` returned into a Response.
 
     A Response passes through; `str` becomes text/plain, `bytes` application/octet-stream,
     `None` an empty 204, and any other value JSON.

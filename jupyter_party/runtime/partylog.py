@@ -1,4 +1,4 @@
-"""What party code prints, logs and raises, kept per party and streamed back (DESIGN §6).
+"""What party code prints, logs and raises, kept per party and streamed back.
 
 Hooks run with `current_room` set to `(sink, party, room id)`; tasks that party code starts
 from a hook inherit it. While it is set, `print` output (of party modules) and log records go

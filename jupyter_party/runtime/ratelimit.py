@@ -1,4 +1,4 @@
-"""Per-connection inbound rate limits: token buckets for messages and bytes (DESIGN §10).
+"""Per-connection inbound rate limits: token buckets for messages and bytes.
 
 Pure: no sockets, no event loop. The clock is injectable so tests can drive time by hand.
 

@@ -62,7 +62,11 @@ class Refused(Exception):
 
 
 class Socket:
-    """One socket in a room, as the server process keeps it."""
+    """One socket in a room, as the server process keeps it.
+
+    It is its outbox's transport: whoever closes the socket (the room, a limit, the router),
+    the room hears of it at once, not when the client's close handshake ends.
+    """
 
     __slots__ = (
         "caller",
@@ -71,23 +75,44 @@ class Socket:
         "id",
         "opened",
         "outbox",
+        "router",
         "share_id",
+        "transport",
         "unacked",
         "waiter",
         "worker",
     )
 
-    def __init__(self, conn: int, id: str, worker: int, outbox: Outbox, share_id: str | None):
+    def __init__(
+        self,
+        router: Router,
+        conn: int,
+        id: str,
+        worker: int,
+        transport: Transport,
+        limit: int,
+        share_id: str | None,
+    ) -> None:
+        self.router = router
         self.conn = conn
         self.id = id
         self.worker = worker
-        self.outbox = outbox
+        self.transport = transport
+        self.outbox = Outbox(self, limit)
         self.share_id = share_id
         self.group: dict[Socket, None] | None = None
         self.opened: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
         self.unacked = 0
         self.waiter: asyncio.Future[None] | None = None
         self.caller: int | None = None  # the worker whose party code opened it, if any
+
+    def write(self, batch: list[Outgoing]) -> asyncio.Future[Any] | None:
+        return self.transport.write(batch)
+
+    def close(self, code: int, reason: str) -> None:
+        self.transport.close(code, reason)
+        # Not now: the outbox may be closing in the middle of a broadcast over this group.
+        asyncio.get_running_loop().call_soon(self.router.closed, self, code, reason)
 
 
 class Router:
@@ -191,7 +216,7 @@ class Router:
         """Admit a socket to a room; returns once `on_connect` finished. Raises Refused."""
         worker, link = await self._route(party, room)
         self._conns += 1
-        socket = Socket(self._conns, id, worker, Outbox(transport, send_buffer_limit), share_id)
+        socket = Socket(self, self._conns, id, worker, transport, send_buffer_limit, share_id)
         self._sockets[socket.conn] = socket
         link.open(socket.conn, party, room, id, request, share_id)
         code, reason = await socket.opened
@@ -354,8 +379,8 @@ class Router:
             worker, link = await self._route(party, room)
         except Overloaded as error:
             return self._to_caller(caller).socket_opened(conn, CloseCode.OVERLOADED, str(error))
-        outbox = Outbox(_Relay(self, caller, conn), 1 << 62)  # party code reads its own queue
-        socket = Socket(conn, args["id"], worker, outbox, None)
+        relay = _Relay(self, caller, conn)
+        socket = Socket(self, conn, args["id"], worker, relay, 1 << 62, None)  # no reader lags
         socket.caller = caller
         self._sockets[conn] = socket
         link.open(conn, party, room, args["id"], request_to_wire(request), None)
@@ -398,9 +423,6 @@ class _Relay:
 
     def close(self, code: int, reason: str) -> None:
         self.router._to_caller(self.caller).socket_close(self.conn, code, reason)
-        socket = self.router._sockets.get(self.conn)
-        if socket is not None:
-            self.router.closed(socket, code, reason)
 
 
 class _Nowhere:

@@ -1,4 +1,4 @@
-"""`Server`: the base class of every party, with PartyKit's hooks (DESIGN §3).
+"""`Server`: the base class of every party, with PartyKit's hooks.
 
 Every hook may be a plain function or a coroutine. The room calls them; party code overrides
 the ones it needs.

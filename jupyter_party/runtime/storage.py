@@ -598,7 +598,7 @@ def _put_items(key_or_mapping: str | Mapping[str, Any], value: Any) -> Mapping[s
 
 
 class Storage:
-    """The per-room handle exposed to party code as ``room.storage`` (DESIGN §5)."""
+    """The per-room handle exposed to party code as ``room.storage``."""
 
     def __init__(
         self,

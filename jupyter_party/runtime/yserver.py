@@ -1,4 +1,4 @@
-"""`YServer`: a party whose state is a shared `pycrdt.Doc`, synced with Yjs clients (DESIGN §8).
+"""`YServer`: a party whose state is a shared `pycrdt.Doc`, synced with Yjs clients.
 
 It speaks the y-websocket / y-partykit wire protocol (protocol/ysync.py) over the room runtime,
 so it inherits ordering, bounded send queues and error isolation. Every document change, made

@@ -1,4 +1,4 @@
-"""The room URL: WebSocket upgrades and plain HTTP on the same path (DESIGN §4).
+"""The room URL: WebSocket upgrades and plain HTTP on the same path.
 
 Authentication is checked here rather than by Jupyter's decorators, so a WebSocket client is
 told *why* it was refused with a close code (4401, 4403, 4404) instead of a bare failed

@@ -1,4 +1,4 @@
-"""`{base}party-share/{party}/{room}`: the page a share link opens (DESIGN §4, §7).
+"""`{base}party-share/{party}/{room}`: the page a share link opens.
 
 It is a self-contained room console (status, live messages, a send box): no Jupyter UI, no
 CDN, nothing but the room's own socket. Its share token grants that room and nothing else.

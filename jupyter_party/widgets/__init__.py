@@ -1,4 +1,4 @@
-"""Notebook widgets (anywidget) for jupyter-party rooms (DESIGN §9, issue 4).
+"""Notebook widgets (anywidget) for jupyter-party rooms.
 
 - `RoomConsole`: status, own id, presence, live message log and a send box for any room;
 - `DocView`: the live Map "map" and editable Text "text" of a `YServer` room, with presence;

@@ -32,6 +32,16 @@ interface IRoom {
   connections: number;
   last_activity: number; // epoch seconds of the room's last event
 }
+interface IWorker {
+  worker: number;
+  pid: number | null; // null: rooms run in the server process (workers = 0)
+  restarts: number;
+  last_exit: string | null; // why the last process of this worker ended
+}
+interface ILive {
+  rooms: IRoom[];
+  workers: IWorker[];
+}
 interface ILogRecord {
   seq: number;
   time: number;
@@ -65,8 +75,8 @@ class PartyApi {
     return (await this.call<{ parties: IParty[] }>('parties'))!.parties;
   }
 
-  async rooms(): Promise<IRoom[]> {
-    return (await this.call<{ rooms: IRoom[] }>('rooms'))!.rooms;
+  async live(): Promise<ILive> {
+    return (await this.call<ILive>('rooms'))!;
   }
 
   async share(room: IRoom, access: 'read' | 'write'): Promise<string> {
@@ -101,6 +111,7 @@ export class PartiesPanel extends Widget {
   private shown = ''; // the JSON last rendered, so unchanged lists keep their DOM
   private partiesNode = el('ul', { className: 'jp-party-list' });
   private roomsNode = el('ul', { className: 'jp-party-list' });
+  private workersNode = el('ul', { className: 'jp-party-list jp-party-workers' });
   private statusNode = el('div', { className: 'jp-party-status' });
   private linkNode = el('input', { className: 'jp-party-link', readOnly: true, placeholder: 'share link' });
   private logTitle = el('div', { className: 'jp-party-subtitle' }, 'Log: pick a room');
@@ -121,6 +132,8 @@ export class PartiesPanel extends Widget {
       this.statusNode,
       el('h3', {}, 'Live rooms'),
       this.roomsNode,
+      el('h3', {}, 'Workers'),
+      this.workersNode,
       this.linkNode,
       this.logTitle,
       this.logNode,
@@ -150,15 +163,16 @@ export class PartiesPanel extends Widget {
 
   async refresh(): Promise<void> {
     try {
-      const [parties, rooms] = await Promise.all([this.api.parties(), this.api.rooms()]);
+      const [parties, live] = await Promise.all([this.api.parties(), this.api.live()]);
       if (this.statusNode.classList.contains('jp-party-status-error')) {
         this.say(''); // the API answers again
       }
-      const json = JSON.stringify([parties, rooms]);
+      const json = JSON.stringify([parties, live]);
       if (json !== this.shown) {
         this.shown = json;
         this.renderParties(parties);
-        this.renderRooms(rooms);
+        this.renderRooms(live.rooms);
+        this.renderWorkers(live.workers);
       }
       await this.pollLog();
     } catch (error) {
@@ -218,6 +232,21 @@ export class PartiesPanel extends Widget {
             this.button('evict', () => this.evict(room))
           )
         );
+        return item;
+      })
+    );
+  }
+
+  private renderWorkers(workers: IWorker[]): void {
+    this.workersNode.replaceChildren(
+      ...workers.map(w => {
+        const item = el('li', { className: 'jp-party-item jp-party-worker' });
+        const where = w.pid === null ? 'in the server process' : `pid ${w.pid}`;
+        const restarts = `${w.restarts} restart${w.restarts === 1 ? '' : 's'}`;
+        item.append(el('span', { className: 'jp-party-name' }, `worker ${w.worker}`), ` ${where}, ${restarts}`);
+        if (w.last_exit) {
+          item.append(el('div', { className: 'jp-party-error' }, `last exit: ${w.last_exit}`));
+        }
         return item;
       })
     );

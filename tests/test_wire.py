@@ -1,0 +1,62 @@
+"""The worker wire protocol, bytes only: framing, partial reads, hostile input, versions."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from jupyter_party.protocol import wire
+
+
+def test_frames_round_trip_in_one_feed():
+    data = wire.encode(wire.OPEN, [7, "chat", "lobby", "me", {"url": "/x"}, None])
+    data += wire.encode(wire.MESSAGE, [7, False], b"\x00\xffbytes")
+    frames = wire.Decoder().feed(data)
+    assert frames == [
+        wire.Frame(wire.OPEN, [7, "chat", "lobby", "me", {"url": "/x"}, None], b""),
+        wire.Frame(wire.MESSAGE, [7, False], b"\x00\xffbytes"),
+    ]
+
+
+@given(st.lists(st.binary(max_size=300), max_size=8), st.integers(1, 50))
+def test_any_split_of_the_stream_gives_the_same_frames(payloads, chunk):
+    stream = b"".join(wire.encode(wire.SEND, [i, False], p) for i, p in enumerate(payloads))
+    decoder = wire.Decoder()
+    frames = []
+    for at in range(0, len(stream), chunk):
+        frames += decoder.feed(stream[at : at + chunk])
+    assert [(f.header[0], f.payload) for f in frames] == list(enumerate(payloads))
+
+
+def test_text_and_unicode_headers_survive():
+    (frame,) = wire.Decoder().feed(wire.encode(wire.LOG, ["p", "r\u00e9", "print", "ü \n x"]))
+    assert frame.header == ["p", "r\u00e9", "print", "ü \n x"]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        struct.pack("<I", 2) + b"xx",  # shorter than kind + header length
+        struct.pack("<I", wire.MAX_FRAME + 1),  # claims more than any real frame
+        struct.pack("<IBI", 7, wire.SEND, 99) + b"[]",  # header longer than the frame
+        struct.pack("<IBI", 7, wire.SEND, 2) + b"{x",  # header that is not JSON
+    ],
+    ids=["short", "huge", "header-overrun", "bad-json"],
+)
+def test_broken_frames_are_refused(data):
+    with pytest.raises(wire.ProtocolError):
+        wire.Decoder().feed(data)
+
+
+def test_hello_must_speak_our_version():
+    good = wire.Frame(wire.HELLO, [wire.VERSION, 123], b"")
+    assert wire.check_hello(good) == [wire.VERSION, 123]
+    for frame in (
+        wire.Frame(wire.HELLO, [wire.VERSION + 1, 123], b""),
+        wire.Frame(wire.OPEN, [wire.VERSION], b""),
+    ):
+        with pytest.raises(wire.ProtocolError):
+            wire.check_hello(frame)
