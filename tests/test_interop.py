@@ -234,14 +234,22 @@ async def test_mixed_clients_converge(node, connect, http, live_rooms, url, jp_s
         await asyncio.gather(edit_python(), edit_kernel(), *map(edit_node, names, clients))
 
         expected_keys = {*everyone, "shared"}
-        finals = []
         for client in clients:
             await client.do({"waitTextLength": expected_length})
-            finals.append(await client.do({"waitMap": {n: {"n": 15} for n in everyone}}))
-        await eventually(lambda: len(text) == expected_length, message="python client text")
-        await eventually(lambda: set(ymap.keys()) == expected_keys, message="python client map")
-        await eventually(lambda: len(ktext) == expected_length, message="kernel client text")
-        await eventually(lambda: set(kmap.keys()) == expected_keys, message="kernel client map")
+            await client.do({"waitMap": {n: {"n": 15} for n in everyone}})
+        finals: list[dict] = []
+
+        async def converged() -> bool:
+            # Concurrent writes of "shared" settle last: compare everyone with the server.
+            server = await room_state(http, room)
+            finals[:] = [await client.do({"state": True}) for client in clients]
+            ours = [(str(text), ymap.to_py()), (str(ktext), kmap.to_py())]
+            held = [(state["text"], state["map"]) for state in finals] + ours
+            return set(server["map"]) == expected_keys and all(
+                pair == (server["text"], server["map"]) for pair in held
+            )
+
+        await eventually(converged, message="every client to hold the server's content")
         python_text, python_map = str(text), ymap.to_py()
         kernel_text, kernel_map = str(ktext), kmap.to_py()
         await kernel.close()
