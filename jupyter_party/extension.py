@@ -14,7 +14,7 @@ from pathlib import Path
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Float, Int, Unicode, default
+from traitlets import Bool, Float, Int, Unicode, default
 
 from .runtime import partylog
 from .runtime.limits import Limits
@@ -99,6 +99,12 @@ class PartyApp(ExtensionApp):
     awareness_burst = Int(
         Limits.awareness_burst,
         help="Awareness updates one connection may send at once above `awareness_rate`.",
+    ).tag(config=True)
+    limit_owner = Bool(
+        Limits.limit_owner,
+        help="Apply the rate and awareness limits to connections authenticated as the Jupyter "
+        "user too. By default they contain guests only (share links, public rooms): the "
+        "owner can run any code on the server anyway.",
     ).tag(config=True)
     workers = Int(
         1,

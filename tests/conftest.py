@@ -117,6 +117,19 @@ def connect(jp_serverapp, url, jp_auth_header):
 
 
 @pytest.fixture
+def share(jp_fetch):
+    """`await share(party, room, access, expires_in)`: a share grant, with its `token`."""
+
+    async def issue(party="probe", room="r1", access="write", expires_in=3600):
+        body = {"party": party, "room": room, "access": access, "expires_in": expires_in}
+        response = await jp_fetch("party-api", "share", method="POST", body=json.dumps(body))
+        assert response.code == 201
+        return json.loads(response.body)
+
+    return issue
+
+
+@pytest.fixture
 def http(jp_serverapp, url, jp_auth_header):
     """`await http(path, method=..., body=..., auth=True)`: an HTTP request that never raises."""
 

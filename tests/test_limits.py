@@ -159,6 +159,7 @@ async def test_timed_passes_exceptions_and_cancellation_through(caplog):
 # -- 1. inbound rate ------------------------------------------------------------------------
 
 
+@pytest.mark.party_config(limit_owner=True)  # these clients use the Jupyter token
 async def test_flooding_client_is_closed_with_1008_and_others_keep_their_latency(
     connect, live_rooms, jp_http_port, jp_base_url, jp_auth_header
 ):
@@ -197,7 +198,7 @@ async def test_flooding_client_is_closed_with_1008_and_others_keep_their_latency
     assert counts["flooder"] < 1000  # the burst (200) and a little refill, not 5,000
 
 
-@pytest.mark.party_config(rate_limit_burst=50)
+@pytest.mark.party_config(rate_limit_burst=50, limit_owner=True)
 async def test_messages_under_the_rate_are_all_delivered(connect):
     client = await connect("parties/flood/calm?_pk=calm")
     for _ in range(49):  # with "count", exactly the burst: none may be dropped
@@ -206,7 +207,7 @@ async def test_messages_under_the_rate_are_all_delivered(connect):
     assert await client.recv_json() == {"calm": 49}
 
 
-@pytest.mark.party_config(rate_limit_bytes=10_000, rate_limit_window=1.0)
+@pytest.mark.party_config(rate_limit_bytes=10_000, rate_limit_window=1.0, limit_owner=True)
 async def test_byte_rate_drops_then_closes(connect):
     client = await connect("parties/flood/bytes?_pk=big")
     for _ in range(5):  # 2 fit in the window; 3 are dropped, and the third drop closes
@@ -221,7 +222,7 @@ async def test_byte_rate_drops_then_closes(connect):
 # -- 2. awareness rate ----------------------------------------------------------------------
 
 
-@pytest.mark.party_config(awareness_burst=5, awareness_rate=0.01)
+@pytest.mark.party_config(awareness_burst=5, awareness_rate=0.01, limit_owner=True)
 async def test_awareness_over_the_rate_is_dropped_silently(connect):
     spammer = await YClient(await connect("parties/ydoc/aw")).sync()
     watcher = await connect("parties/ydoc/aw")
@@ -242,6 +243,26 @@ async def test_awareness_over_the_rate_is_dropped_silently(connect):
 
 
 # -- 3. dead peers ------------------------------------------------------------------------------
+
+
+async def test_the_owner_is_not_rate_limited_by_default(connect):
+    client = await connect("parties/flood/own?_pk=owner")  # the Jupyter user's own kernel
+    for _ in range(1500):  # far past the burst (200) and the rate (100/s)
+        await client.send("x")
+    await client.send("count")
+    assert await client.recv_json() == {"owner": 1500}
+
+
+async def test_a_guest_with_a_share_link_is_rate_limited(connect, http):
+    body = json.dumps({"party": "flood", "room": "guests", "access": "write"})
+    token = json.loads((await http("party-api/share", method="POST", body=body)).body)["token"]
+    guest = await connect(f"parties/flood/guests?_pk=guest&share_token={token}", auth=False)
+    for _ in range(1500):
+        if guest.ws.close_code is not None:
+            break
+        await guest.send("x")
+    code, reason = await guest.closed()
+    assert (code, reason) == (1008, "rate limit exceeded")
 
 
 @pytest.mark.party_config(ping_interval=0.2, ping_timeout=0.2)

@@ -41,17 +41,6 @@ def no_auth_warnings():
     assert not [m for m in auth if any(name in m for name in ours)], auth
 
 
-@pytest.fixture
-def share(jp_fetch):
-    async def issue(party="probe", room="r1", access="write", expires_in=3600):
-        body = {"party": party, "room": room, "access": access, "expires_in": expires_in}
-        response = await jp_fetch("party-api", "share", method="POST", body=json.dumps(body))
-        assert response.code == 201
-        return json.loads(response.body)
-
-    return issue
-
-
 async def test_share_link_opens_its_room(share, connect, http):
     grant = await share()
     assert grant["access"] == "write" and grant["token"].startswith("jps_")

@@ -299,6 +299,12 @@ def test_find_server_jupyterhub(runtime, monkeypatch):
     monkeypatch.setenv("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:40000/user/ann")
     info = find_server()
     assert (info.url, info.token) == ("http://127.0.0.1:40000/user/ann/", "hub-token")
+    # An explicit server on the hub's address gets the hub token; any other server never does.
+    assert find_server("http://127.0.0.1:40000/user/ann/").token == "hub-token"
+    with pytest.raises(ServerNotFound, match="no token"):
+        find_server("http://attacker.example:40000/user/ann/")
+    with pytest.raises(ServerNotFound, match="no token"):
+        find_server("http://127.0.0.1:40001/")
 
 
 def test_find_server_errors(runtime, monkeypatch):

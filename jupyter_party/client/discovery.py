@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 _WILDCARDS = ("", "0.0.0.0", "::", "*")
 _HINT = "pass server='http://host:port/base_url/' and token='...' explicitly"
@@ -93,14 +93,30 @@ def _server_url(info: dict[str, Any]) -> str:
 
 
 def _token_for(url: str) -> str | None:
-    """The token of a running server at `url` (the same host and port), else the hub's."""
+    """The token of a running server at `url` (the same host and port), else the hub's, but
+    only for the hub's own addresses: the hub token must never reach another server."""
     for info in _running_servers():
         try:
             if _server_url(info) == url or info.get("url", "").rstrip("/") == url.rstrip("/"):
                 return info.get("token") or ""
         except ServerNotFound:
             continue
-    return os.environ.get("JUPYTERHUB_API_TOKEN")
+    if _origin(url) in _hub_origins():
+        return os.environ.get("JUPYTERHUB_API_TOKEN")
+    return None
+
+
+def _hub_origins() -> set[str]:
+    """scheme://host:port of the hub and of this user's server, from JupyterHub's variables."""
+    names = ("JUPYTERHUB_SERVICE_URL", "JUPYTERHUB_HOST", "JUPYTERHUB_API_URL")
+    return {_origin(os.environ[name]) for name in names if "://" in os.environ.get(name, "")}
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme.lower(), parts.scheme.lower())
+    port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{(parts.hostname or '').lower()}:{port}"
 
 
 def _normalise(server: str) -> str:

@@ -2,6 +2,7 @@
 
 WebSocket: send `"increment"` (or `"decrement"`); every client receives the new count as text.
 HTTP: `GET` returns `{"count": n}`; `POST` increments and returns the new count.
+Read-only share links see the count but never change it.
 """
 
 from jupyter_party import Server
@@ -15,11 +16,11 @@ class Counter(Server):
         connection.send(str(self.count))
 
     async def on_message(self, message, sender):
-        if message in ("increment", "decrement"):
+        if sender.access == "write" and message in ("increment", "decrement"):
             await self._add(1 if message == "increment" else -1)
 
     async def on_request(self, request):
-        if request.method == "POST":
+        if request.method == "POST" and request.access == "write":
             await self._add(1)
         return {"count": self.count}
 

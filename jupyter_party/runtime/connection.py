@@ -35,12 +35,15 @@ class Connection:
         handle: int,
         access: str = "write",
         share_id: str | None = None,
+        limited: bool = True,
     ) -> None:
         self.id = id
         self.uri = uri
         self.tags: tuple[str, ...] = ()
         self.access = access  # "read" for a read-only share link: the party must not obey it
         self.share_id = share_id  # the share grant it came with
+        self._limited = limited  # a guest's: rate limits apply (see Limits.limit_owner)
+        self._principal: str | None = None  # who holds the id: a user, a share link, nobody
         self.closed = False
         self._state: Any = None
         self._sink = sink

@@ -25,3 +25,4 @@ class Limits:
     awareness_burst: int = 20
     stall_warning: float = 0.1
     alarm_retry_base: float = 2.0
+    limit_owner: bool = False

@@ -72,7 +72,11 @@ class PartyLog:
             return
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
-        await asyncio.wait([waiter], timeout=timeout)
+        try:
+            await asyncio.wait([waiter], timeout=timeout)
+        finally:  # timed out, or the client went away: forget it
+            if waiter in self._waiters:
+                self._waiters.remove(waiter)
 
 
 class PartyLogs(dict[str, PartyLog]):

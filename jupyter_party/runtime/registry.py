@@ -40,6 +40,7 @@ class Registry:
     def __init__(self, parties_dir: str | Path | None = None) -> None:
         self.parties_dir = Path(parties_dir).expanduser() if parties_dir else None
         self.errors: dict[str, str] = {}
+        self._failed: dict[str, int] = {}  # party -> mtime of the file that failed to load
         self._classes: dict[str, type[Server]] = {}
         self._sources: dict[str, str] = {}
         self._load_entry_points()
@@ -55,10 +56,14 @@ class Registry:
         return self._sources[name]
 
     def get(self, name: str) -> type[Server]:
-        """The class of party `name`; a file added to `parties_dir` since start-up is loaded."""
+        """The class of party `name`; a file added to `parties_dir` since start-up is loaded.
+
+        A file that failed to load is tried again only once it changed: a request for a broken
+        party must not run its module's code again each time.
+        """
         if name not in self._classes and self.parties_dir is not None:
             path = self.parties_dir / f"{name}.py"
-            if path.is_file():
+            if path.is_file() and self._failed.get(name) != path.stat().st_mtime_ns:
                 self._load_file(path)
         try:
             return self._classes[name]
@@ -114,7 +119,10 @@ class Registry:
             self._guarded(point.name, f"entry point {point.value}", point.load)
 
     def _load_file(self, path: Path) -> None:
+        self._failed.pop(path.stem, None)
         self._guarded(path.stem, str(path), lambda: _party_class(_import_file(path)))
+        if path.stem in self.errors:
+            self._failed[path.stem] = path.stat().st_mtime_ns
 
     def _guarded(self, name: str, source: str, load) -> None:
         try:

@@ -175,6 +175,8 @@ class Room:
         """
         if connection.closed:  # the server closed it: frames still in flight are dropped
             return None
+        if connection.access == "read" and not self._server_class.read_only_messages:
+            return None  # a read-only link cannot change anything
         self._last_activity = time.time()
         if not self._gate.is_set():
             return self._deliver_later(connection, message)

@@ -186,7 +186,7 @@ class Router:
     # -- client sockets ---------------------------------------------------------------------
 
     async def admit(
-        self, party: str, room: str, request: Request, kind: str, anonymous: bool
+        self, party: str, room: str, request: Request, kind: str, who: str
     ) -> dict[str, Any]:
         """Run the party's gate for a socket (in the owner's worker)."""
         _, link = await self._route(party, room)
@@ -195,7 +195,7 @@ class Router:
             "room": room,
             "request": request_to_wire(request),
             "kind": kind,
-            "anonymous": anonymous,
+            "who": who,
         }
         result, body = await link.call("admit", args, request.body)
         if "response" in result:
@@ -269,7 +269,7 @@ class Router:
     # -- HTTP and admin operations ----------------------------------------------------------
 
     async def request(
-        self, party: str, room: str, request: Request, anonymous: bool, gate: bool = True
+        self, party: str, room: str, request: Request, who: str, gate: bool = True
     ) -> Response:
         """An HTTP request to a room: its gate (unless `gate` is False), then `on_request`."""
         _, link = await self._route(party, room)
@@ -277,7 +277,7 @@ class Router:
             "party": party,
             "room": room,
             "request": request_to_wire(request),
-            "anonymous": anonymous,
+            "who": who,
             "gate": gate,
         }
         result, body = await link.call("request", args, request.body)
@@ -361,7 +361,7 @@ class Router:
         """Party code in `worker` calls another room: `fetch` or `socket`."""
         party, room = args["party"], args["room"]
         if op == "fetch":
-            args = {**args, "anonymous": False, "gate": False}
+            args = {**args, "who": "owner", "gate": False}
             return await (await self._route(party, room))[1].call("request", args, payload)
         if op != "socket":
             raise ValueError(f"unknown call {op!r}")

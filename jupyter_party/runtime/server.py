@@ -52,6 +52,9 @@ class Server:
     #: Over the inbound rate limit, drop messages (then close after repeated strikes), or,
     #: if False, close at once: for protocols where a lost message corrupts state.
     rate_limit_drops: ClassVar[bool] = True
+    #: Messages from read-only connections (`connection.access == "read"`) are dropped before
+    #: `on_message`, unless this is True: then the party gets them and must check access.
+    read_only_messages: ClassVar[bool] = False
 
     def __init__(self, room: Room) -> None:
         self.room = room

@@ -33,6 +33,7 @@ from .http import (
 )
 from .limits import Limits
 from .outbox import Outgoing
+from .partylog import error_text
 from .registry import DeployError, Registry
 from .room import Lobby, Room
 from .server import Server
@@ -45,6 +46,7 @@ WINDOW = 1 << 20  # inbound bytes a connection may have in flight to its room
 ACK_EVERY = WINDOW // 4
 MESSAGE_COST = 64  # bytes each message counts for on top of its length
 LOG_IN = "authentication required: use a Jupyter token"
+REFUSED = "refused by the party"  # what guests hear when a gate or on_connect raised
 
 
 class Uplink(Protocol):
@@ -143,14 +145,32 @@ class Session:
         if len(room.get_connections()) >= host.limits.max_connections_per_room:
             host.release(room)
             return self._uplink.opened(conn, CloseCode.OVERLOADED, "room is full")
-        connection = Connection(id, request.url, self._uplink, conn, request.access, share_id)
+        # Who holds an id: the owner (any Jupyter-authenticated user), one share link, or,
+        # for an anonymous client, nobody it could prove again.
+        principal = f"share:{share_id}" if share_id else "owner" if request.user else None
+        held = room.get_connection(id)
+        if held is not None and (held._principal is None or held._principal != principal):
+            host.release(room)  # another user's, or another link's: not this client's to take
+            return self._uplink.opened(conn, CloseCode.FORBIDDEN, f"connection id {id!r} is in use")
+        guest = share_id is not None or request.user is None
+        connection = Connection(
+            id,
+            request.url,
+            self._uplink,
+            conn,
+            request.access,
+            share_id,
+            limited=guest or host.limits.limit_owner,
+        )
+        connection._principal = principal
         member = self._members[conn] = _Member(room, connection)
         try:
             await room._connect(connection, request)
         except RoomError as error:
             self._members.pop(conn, None)
             host.release(room)
-            return self._uplink.opened(conn, CloseCode.HANDLER_ERROR, str(error))
+            reason = REFUSED if guest else str(error)  # the party's log has the traceback
+            return self._uplink.opened(conn, CloseCode.HANDLER_ERROR, reason)
         if self._members.get(conn) is member:
             self._uplink.opened(conn, 0, "")
 
@@ -209,12 +229,10 @@ class Session:
         return await getattr(self, f"_op_{op}")(payload=payload, **args)
 
     async def _op_admit(
-        self, party: str, room: str, request: dict, kind: str, anonymous: bool, payload: bytes
+        self, party: str, room: str, request: dict, kind: str, who: str, payload: bytes
     ) -> Any:
         """Run the party's gate for a WebSocket upgrade (see `_admit`)."""
-        verdict = await self._admit(
-            party, room, request_from_wire(request, payload), kind, anonymous
-        )
+        verdict = await self._admit(party, room, request_from_wire(request, payload), kind, who)
         if isinstance(verdict, Request):
             server_class = self.registry.get(party)
             return {"request": request_to_wire(verdict), "party": _limits(server_class)}, b""
@@ -225,14 +243,14 @@ class Session:
         party: str,
         room: str,
         request: dict,
-        anonymous: bool,
+        who: str,
         gate: bool,
         payload: bytes,
     ) -> Any:
         """An HTTP request: the party's gate (unless a room calls a room), then `on_request`."""
         verdict: Any = request_from_wire(request, payload)
         if gate:
-            verdict = await self._admit(party, room, verdict, "request", anonymous)
+            verdict = await self._admit(party, room, verdict, "request", who)
         if not isinstance(verdict, Request):
             return _refusal_to_wire(verdict)
         try:
@@ -254,32 +272,37 @@ class Session:
         return {"response": fields}, body
 
     async def _admit(
-        self, party: str, room: str, request: Request, kind: str, anonymous: bool
+        self, party: str, room: str, request: Request, kind: str, who: str
     ) -> Request | Response | tuple[int, int, str]:
         """The party's `on_before_*` gate, run before the room is touched.
 
         Returns the request to forward, the party's own Response, or a refusal
-        `(status, close code, message)`. Strangers (`anonymous`) learn nothing about which
-        parties exist, and only a gate that returns a Request opens a room to them.
+        `(status, close code, message)`. `who` is "owner" (the Jupyter user), "guest" (a share
+        link) or "anonymous". Strangers learn nothing about which parties exist, only a gate
+        that returns a Request opens a room to them, and guests never see party errors.
         """
         try:
             server_class = self.registry.get(party)
         except UnknownParty as error:
-            if anonymous:
+            if who == "anonymous":
                 return 401, CloseCode.UNAUTHENTICATED, LOG_IN
-            return 404, CloseCode.UNKNOWN_PARTY, str(error)
+            message = str(error) if who == "owner" else f"Party {party!r} not found"
+            return 404, CloseCode.UNKNOWN_PARTY, message
         gate = (
             server_class.on_before_connect if kind == "connect" else server_class.on_before_request
         )
         hook = "on_before_connect" if kind == "connect" else "on_before_request"
-        lobby = Lobby(room, party, self.host._services.env, self.host._services.parties)
+        services = self.host._services
+        lobby = Lobby(room, party, services.env, services.parties)
         try:
-            verdict = await self.host._services.steps.run(party, room, hook, gate, request, lobby)
+            verdict = await services.steps.run(party, room, hook, gate, request, lobby)
         except Exception as error:  # PartyKit: a gate that throws refuses with 401
-            return 401, CloseCode.UNAUTHENTICATED, str(error) or type(error).__name__
+            services.logs.record(party, room, "error", error_text(hook, error))
+            message = str(error) or type(error).__name__
+            return 401, CloseCode.UNAUTHENTICATED, message if who == "owner" else REFUSED
         if isinstance(verdict, Response):
             return verdict
-        if anonymous and not isinstance(verdict, Request):
+        if who == "anonymous" and not isinstance(verdict, Request):
             return 401, CloseCode.UNAUTHENTICATED, LOG_IN
         return verdict if isinstance(verdict, Request) else request
 

@@ -295,6 +295,9 @@ class SQLiteBackend(Backend):
 
     def __init__(self, path: str) -> None:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        # Rooms' data is the owner's: readable by nobody else (SQLite gives its -wal and -shm
+        # files the same mode).
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
         # Opening happens once at startup, so doing it on the calling thread is acceptable.
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         # The server process (share grants) and every worker write to the same file; rooms

@@ -84,6 +84,8 @@ class YServer(Server):
     #: Over the inbound rate a connection is closed, never thinned: a dropped update would
     #: leave every later update of that client unapplied.
     rate_limit_drops: ClassVar[bool] = False
+    #: A read-only client still syncs and shares its awareness; its edits are ignored here.
+    read_only_messages: ClassVar[bool] = True
     #: Largest awareness state of one client, in bytes of JSON.
     max_awareness_state: ClassVar[int] = 16 << 10
 
@@ -219,13 +221,14 @@ class YServer(Server):
         """Keep and forward the sender's own states (to everyone, the sender included: old
         YPartyKitProvider clients treat that echo as their keep-alive). Updates over the
         sender's awareness rate are dropped silently: awareness is a stream of latest states."""
-        limiter = _AWARENESS_RATES.get(sender)
-        if limiter is None:
-            limits = self.room._services.limits
-            limiter = RateLimiter(limits.awareness_rate, limits.awareness_burst, strikes=0)
-            _AWARENESS_RATES[sender] = limiter
-        if not limiter.allow():
-            return
+        if sender._limited:
+            limiter = _AWARENESS_RATES.get(sender)
+            if limiter is None:
+                limits = self.room._services.limits
+                limiter = RateLimiter(limits.awareness_rate, limits.awareness_burst, strikes=0)
+                _AWARENESS_RATES[sender] = limiter
+            if not limiter.allow():
+                return
         entries = decode_awareness(update)
         if any(len(entry.state) > self.max_awareness_state for entry in entries):
             raise FrameError(f"awareness state over {self.max_awareness_state} bytes")

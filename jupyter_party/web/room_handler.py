@@ -85,6 +85,8 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
         self._socket: Socket | None = None
         self._party_limits: dict[str, Any] = {}
         self._grant: Grant | None = None
+        self._limited = True  # rate limits apply (a guest, or limit_owner)
+        self._expiry: asyncio.TimerHandle | None = None
         self._opened = asyncio.Event()
 
     # -- HTTP -------------------------------------------------------------------------------
@@ -104,10 +106,8 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
 
     async def _http(self) -> None:
         try:
-            where, request, anonymous = await self._identify("request")
-            response = await self.parties.router.request(
-                where.party, where.room, request, anonymous
-            )
+            where, request, who = await self._identify("request")
+            response = await self.parties.router.request(where.party, where.room, request, who)
         except Refused as refused:
             response = refused.response
         except Overloaded as error:
@@ -131,7 +131,10 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
 
     def check_origin(self, origin: str = "") -> bool:
         # Jupyter's rule, not Tornado's: cross-origin is refused for cookie-authenticated
-        # sockets and allowed for token-authenticated ones (the token proves intent).
+        # sockets and allowed for token-authenticated ones (the token proves intent). A share
+        # token is such a token: a request carrying one ignores cookies (see _who).
+        if self.get_query_argument(SHARE_PARAM, ""):
+            return True
         return JupyterHandler.check_origin(self, origin)
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
@@ -163,9 +166,9 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
 
     async def _upgrade(self) -> None:
         try:
-            self._where, request, anonymous = await self._identify("connect")
+            self._where, request, who = await self._identify("connect")
             verdict = await self.parties.router.admit(
-                self._where.party, self._where.room, request, "connect", anonymous
+                self._where.party, self._where.room, request, "connect", who
             )
             if "response" in verdict:  # the party's gate answered: send that, do not upgrade
                 self._respond(verdict["response"])
@@ -196,6 +199,9 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
                 share_id=self._grant.id if self._grant else None,
                 send_buffer_limit=limit or self.parties.limits.send_buffer_limit,
             )
+            if self._grant is not None:  # the link's expiry ends the socket too
+                left = self._grant.expires - self.parties.shares.clock()
+                self._expiry = asyncio.get_running_loop().call_later(left, self._expired)
         except RoomRefused as refused:
             self.close(refused.code, str(refused))
         except Overloaded as error:
@@ -203,11 +209,15 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
         finally:
             self._opened.set()
 
+    def _expired(self) -> None:
+        if self._socket is not None:
+            self._socket.outbox.close(CloseCode.UNAUTHENTICATED, "share link expired")
+
     def on_message(self, message: str | bytes) -> Any:
         socket = self._socket
         if socket is None:
             return None
-        if self._limiter.allow(len(message)):  # text is counted in characters, not bytes
+        if not self._limited or self._limiter.allow(len(message)):  # text: in characters
             return self.parties.router.message(socket, message)
         drops = self._party_limits.get("rate_limit_drops", True)
         if (not drops or self._limiter.strike()) and not socket.outbox.closed:  # or dropped
@@ -221,6 +231,8 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
         return None
 
     def on_close(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
         spawn(self._leave())
 
     async def _leave(self) -> None:
@@ -232,10 +244,10 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
 
     # -- identity ---------------------------------------------------------------------------
 
-    async def _identify(self, kind: str) -> tuple[RoomPath, Request, bool]:
+    async def _identify(self, kind: str) -> tuple[RoomPath, Request, str]:
         """Check the path and who is asking; returns where to, the request as party code
-        sees it, and whether the asker is anonymous (only the party's gate may admit them).
-        Raises Refused."""
+        sees it, and who asks: "owner" (the Jupyter user), "guest" (a share link's holder) or
+        "anonymous" (whom only the party's gate may admit). Raises Refused."""
         path = self.request.path
         base = self.base_url
         try:
@@ -244,8 +256,10 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
             raise _refuse(400, CloseCode.BAD_REQUEST, str(error)) from None
         user, grant = await self._who(where, kind)
         self._grant = grant
+        who = "anonymous" if user is None else "guest" if grant is not None else "owner"
+        self._limited = who != "owner" or self.parties.limits.limit_owner
         request = self._party_request(where, user, grant.access if grant else "write")
-        return where, request, user is None
+        return where, request, who
 
     async def _who(self, where: RoomPath, kind: str) -> tuple[Any, Grant | None]:
         """Who is asking: a share link's holder, a Jupyter user the authorizer lets in, or
@@ -256,6 +270,9 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
         """
         token = self.get_query_argument(SHARE_PARAM, "")
         user = None if token else self.current_user
+        if user is not None and not JupyterHandler.check_origin(self):  # a foreign page
+            # carrying the login cookie: refused before any party code runs
+            raise _refuse(403, CloseCode.FORBIDDEN, "cross-origin request refused")
         if user is not None:
             action = "execute" if kind == "connect" else _ACTIONS.get(self.request.method, "write")
             if not await maybe_await(self.authorizer.is_authorized(self, user, action, "party")):

@@ -36,20 +36,21 @@ class SharePageHandler(JupyterHandler):
         prefix = f"{self.base_url}party-share/"
         try:
             where = split_room_path("parties/" + self.request.path[len(prefix) :])
-            party = await parties.router.call(0, "party", name=where.party)
         except InvalidName as error:
             return self._refuse(404, str(error))
-        except Overloaded as error:
-            return self._refuse(503, str(error))
-        if party["error"]:
-            return self._refuse(404, party["error"])
-        access = "write"
-        if self.current_user is None:
+        access, owner = "write", self.current_user is not None
+        if not owner:  # the credential first: strangers learn nothing of the parties
             try:
                 token = self.get_query_argument(SHARE_PARAM, "")
                 access = (await parties.shares.verify(token, where.party, where.room)).access
             except ShareError as error:
                 return self._refuse(error.status, str(error))
+        try:
+            party = await parties.router.call(0, "party", name=where.party)
+        except Overloaded as error:
+            return self._refuse(503, str(error))
+        if party["error"]:  # why it failed to load is for the owner's eyes only
+            return self._refuse(404, party["error"] if owner else "no such party")
         config = {
             "party": where.party,
             "room": where.room,

@@ -40,6 +40,7 @@ class Probe(Server):
                 "tags": list(connection.tags),
                 "user": ctx.user.username if ctx.user else None,
                 "header": ctx.request.headers.get("X-Gate"),
+                "headers": sorted({name.lower() for name in ctx.request.headers}),
             }
         )
 
@@ -108,4 +109,5 @@ class Probe(Server):
             "query": request.query,
             "body": request.text(),
             "user": request.user.username if request.user else None,
+            "headers": sorted({name.lower() for name in request.headers}),
         }
