@@ -8,9 +8,22 @@ import shutil
 import stat
 from pathlib import Path
 
+import psutil
 import pytest
+from pycrdt import Doc
 
 from conftest import PARTIES, eventually
+from jupyter_party.protocol.ysync import (
+    STEP1,
+    STEP2,
+    AwarenessEntry,
+    AwarenessMessage,
+    SyncMessage,
+    awareness_frame,
+    encode_awareness,
+    parse_frame,
+    sync_frame,
+)
 from jupyter_party.runtime.partylog import PartyLog
 from jupyter_party.runtime.storage import SQLiteBackend
 
@@ -186,3 +199,48 @@ async def test_a_log_long_poll_that_timed_out_is_forgotten():
     for _ in range(3):
         await log.wait(0, 0.01)
     assert log._waiters == []
+
+
+# -- awareness floods -------------------------------------------------------------------------
+
+
+def _workers_rss() -> int:
+    """Resident memory of the party workers (where rooms keep their state). The server
+    process is this test process, whose own clients build the floods."""
+    children = psutil.Process().children(recursive=True)
+    return sum(c.memory_info().rss for c in children if "runtime.worker" in " ".join(c.cmdline()))
+
+
+async def _synced(client) -> list[bytes]:
+    """Ask for the document and wait for it; returns the awareness frames that came first."""
+    await client.send(sync_frame(STEP1, Doc().get_state()))
+    seen = []
+    while True:
+        message = parse_frame(frame := await client.recv())
+        if isinstance(message, SyncMessage) and message.step == STEP2:
+            return seen
+        if isinstance(message, AwarenessMessage):
+            seen.append(frame)
+
+
+@pytest.mark.party_config(awareness_burst=1000)  # the bounds below, not the rate, are tested
+async def test_awareness_floods_from_a_read_link_are_bounded(share, connect):
+    grant = await share("ydoc", "aware", access="read")
+    link = f"parties/ydoc/aware?share_token={grant['token']}"
+    state = json.dumps({"junk": "x" * 15_000})  # under the 16 KiB bound of one state
+    await _synced(await connect("parties/ydoc/aware"))  # the room and its worker are up
+    before = _workers_rss()
+    for i in range(10):  # ten 800 KB frames of 50 fresh ids each
+        guest = await connect(link, auth=False)
+        entries = [AwarenessEntry(100_000 + 50 * i + j, 1, state) for j in range(53)]
+        await guest.send(awareness_frame(encode_awareness(entries)))
+        assert (await guest.closed())[0] == 1009
+    guest = await connect(link, auth=False)  # within the frame bound: fresh ids, 4 at a time
+    for i in range(50):
+        entries = [AwarenessEntry(200_000 + 4 * i + j, 1, state) for j in range(4)]
+        await guest.send(awareness_frame(encode_awareness(entries)))
+    await _synced(guest)  # the server has handled every frame the guest sent before
+    joiner = await connect("parties/ydoc/aware")
+    received = sum(map(len, await _synced(joiner)))
+    assert 0 < received < 256 * 1024, received  # the first ids of one connection, no more
+    assert before > 0 and _workers_rss() - before < 30 * 1024 * 1024

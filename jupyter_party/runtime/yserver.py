@@ -53,6 +53,7 @@ from .tasks import spawn
 log = logging.getLogger("jupyter_party")
 
 INVALID_DATA = 1007
+MESSAGE_TOO_BIG = 1009
 SERVICE_RESTART = 1012
 EPOCH_CHANGED = 4409
 _EMPTY_UPDATE = b"\x00\x00"
@@ -88,12 +89,19 @@ class YServer(Server):
     read_only_messages: ClassVar[bool] = True
     #: Largest awareness state of one client, in bytes of JSON.
     max_awareness_state: ClassVar[int] = 16 << 10
+    #: Largest awareness update frame; a bigger one closes its sender with 1009.
+    max_awareness_frame: ClassVar[int] = 64 << 10
+    #: Awareness client ids one connection may hold (a Yjs client uses one); more are ignored.
+    max_awareness_clients: ClassVar[int] = 4
+    #: Bytes of awareness states the room keeps in all; new states past it are ignored.
+    max_awareness_bytes: ClassVar[int] = 1 << 20
 
     def __init__(self, room: Any) -> None:
         super().__init__(room)
         self.document = Doc()
         self.epoch = ""
         self._awareness: dict[int, AwarenessEntry] = {}
+        self._awareness_bytes = 0  # of the states in _awareness
         self._owners: dict[int, Connection] = {}
         self._batches: dict[Connection, BatchAssembler] = {}
         self._unlogged: list[bytes] = []
@@ -176,6 +184,8 @@ class YServer(Server):
                 return self.on_custom_message(sender, message[len(CUSTOM_PREFIX) :])
             else:
                 return self.on_message(message, sender)
+        except _TooBig as error:
+            sender.close(MESSAGE_TOO_BIG, str(error))
         except Exception as error:  # malformed input: only the sender pays for it
             self._refuse(sender, error)
         except BaseException as error:  # pycrdt's PanicException is not an Exception
@@ -190,7 +200,7 @@ class YServer(Server):
         gone = [e for c, e in self._awareness.items() if self._owners.get(c) is connection]
         if gone:
             for entry in gone:
-                del self._awareness[entry.client], self._owners[entry.client]
+                self._forget_awareness(entry.client)
             removal = [AwarenessEntry(e.client, e.clock + 1, "null") for e in gone]
             self.room.broadcast(awareness_frame(encode_awareness(removal)))
         await maybe_await(self.on_close(connection, code, reason))
@@ -206,6 +216,8 @@ class YServer(Server):
         message = parse_frame(frame)
         if isinstance(message, SyncMessage):
             if message.step == STEP1:
+                if not self._allow(sender):  # each answer costs an encoding of the document
+                    return
                 check_state_vector(message.payload)
                 update = self.document.get_update(message.payload)
                 sender.send(sync_frame(STEP2, update))
@@ -213,22 +225,29 @@ class YServer(Server):
                 check_update(message.payload)
                 self._apply(message.payload)
         elif isinstance(message, AwarenessMessage):
-            self._apply_awareness(message.update, frame, sender)
-        elif isinstance(message, QueryAwareness) and self._awareness:
+            if len(frame) > self.max_awareness_frame:
+                raise _TooBig(f"awareness update over {self.max_awareness_frame} bytes")
+            if self._allow(sender):  # awareness is a stream of latest states: drop, no close
+                self._apply_awareness(message.update, frame, sender)
+        elif isinstance(message, QueryAwareness) and self._awareness and self._allow(sender):
             sender.send(awareness_frame(encode_awareness(list(self._awareness.values()))))
+
+    def _allow(self, sender: Connection) -> bool:
+        """The awareness rate of a guest's connection, shared by awareness updates, awareness
+        queries and sync requests (Limits.awareness_rate)."""
+        if not sender._limited:
+            return True
+        limiter = _AWARENESS_RATES.get(sender)
+        if limiter is None:
+            limits = self.room._services.limits
+            limiter = RateLimiter(limits.awareness_rate, limits.awareness_burst, strikes=0)
+            _AWARENESS_RATES[sender] = limiter
+        return limiter.allow()
 
     def _apply_awareness(self, update: bytes, frame: bytes, sender: Connection) -> None:
         """Keep and forward the sender's own states (to everyone, the sender included: old
-        YPartyKitProvider clients treat that echo as their keep-alive). Updates over the
-        sender's awareness rate are dropped silently: awareness is a stream of latest states."""
-        if sender._limited:
-            limiter = _AWARENESS_RATES.get(sender)
-            if limiter is None:
-                limits = self.room._services.limits
-                limiter = RateLimiter(limits.awareness_rate, limits.awareness_burst, strikes=0)
-                _AWARENESS_RATES[sender] = limiter
-            if not limiter.allow():
-                return
+        YPartyKitProvider clients treat that echo as their keep-alive), within the room's
+        bounds: a few client ids per connection, and a total size for the room."""
         entries = decode_awareness(update)
         if any(len(entry.state) > self.max_awareness_state for entry in entries):
             raise FrameError(f"awareness state over {self.max_awareness_state} bytes")
@@ -238,15 +257,34 @@ class YServer(Server):
             if owner is not None and owner is not sender and owner.id != sender.id:
                 continue  # another client's id: not this sender's to change
             if entry.removed:
-                self._awareness.pop(entry.client, None)
-                self._owners.pop(entry.client, None)
-            else:  # a new id, the sender's own, or the same client (_pk) reconnected
-                self._awareness[entry.client] = entry
-                self._owners[entry.client] = sender
+                self._forget_awareness(entry.client)
+            elif not self._keep_awareness(entry, sender, owner is None):
+                continue
             accepted.append(entry)
         if accepted:
             same = len(accepted) == len(entries)
             self.room.broadcast(frame if same else awareness_frame(encode_awareness(accepted)))
+
+    def _keep_awareness(self, entry: AwarenessEntry, sender: Connection, new: bool) -> bool:
+        """Keep a state (a new id, the sender's own, or the same client reconnected), unless
+        it would pass the connection's or the room's bounds."""
+        if new and self.max_awareness_clients <= sum(
+            1 for owner in self._owners.values() if owner is sender
+        ):
+            return False
+        old = self._awareness.get(entry.client)
+        size = self._awareness_bytes - (len(old.state) if old else 0) + len(entry.state)
+        if size > self.max_awareness_bytes:
+            return False
+        self._awareness[entry.client], self._owners[entry.client] = entry, sender
+        self._awareness_bytes = size
+        return True
+
+    def _forget_awareness(self, client: int) -> None:
+        old = self._awareness.pop(client, None)
+        self._owners.pop(client, None)
+        if old is not None:
+            self._awareness_bytes -= len(old.state)
 
     def _apply(self, update: bytes) -> None:
         """Apply a client's update. pycrdt re-raises the party's own observer errors after the
@@ -390,6 +428,10 @@ class YServer(Server):
             await maybe_await(self.on_save())
         except Exception as error:
             await self.room._report_error("on_save", None, error)
+
+
+class _TooBig(FrameError):
+    """A frame over its own limit (close 1009, not 1007: nothing is malformed)."""
 
 
 def _parts(prefix: str, data: bytes) -> dict[str, bytes]:
