@@ -10,7 +10,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from pycrdt import Doc
+from pycrdt import Doc, Text
+from ysupport import YClient
 
 from conftest import PARTIES, eventually
 from jupyter_party.protocol.ysync import (
@@ -244,3 +245,30 @@ async def test_awareness_floods_from_a_read_link_are_bounded(share, connect):
     received = sum(map(len, await _synced(joiner)))
     assert 0 < received < 256 * 1024, received  # the first ids of one connection, no more
     assert before > 0 and _workers_rss() - before < 30 * 1024 * 1024
+
+
+# -- memory that Y sessions give back ---------------------------------------------------------
+
+
+@pytest.mark.party_config(room_idle_timeout=0.01)
+async def test_y_sessions_give_their_memory_back(connect, http):
+    rooms = [f"mem{i}" for i in range(10)]
+    for room in rooms:  # each room's document holds 20 KB of text
+        client = await YClient(await connect(f"parties/ydoc/{room}")).sync()
+        await client.edit(lambda doc: doc.get("text", type=Text).__iadd__("x" * 20_000))
+        await client.settled()
+        client.ws.close()
+
+    async def sessions(count: int) -> None:
+        for n in range(count):  # connect, sync, leave; the idle room is evicted meanwhile
+            client = await YClient(await connect(f"parties/ydoc/{rooms[n % 10]}")).sync()
+            client.ws.close()
+
+    async def instances() -> int:
+        return json.loads((await http(f"parties/ydoc/{rooms[0]}/instance")).body)["instance"]
+
+    await sessions(100)
+    before, started = _workers_rss(), await instances()
+    await sessions(600)
+    assert await instances() - started > 300  # most sessions loaded a fresh instance
+    assert _workers_rss() - before < 8 * 1024 * 1024

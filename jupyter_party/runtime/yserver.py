@@ -209,6 +209,18 @@ class YServer(Server):
 
     async def _handle_stop(self) -> None:
         await self._settle()
+        self._release()
+
+    def _release(self) -> None:
+        """Let the document go. Its observer holds this instance from inside yrs, where
+        Python's garbage collector cannot see the cycle: without this, every stopped room would
+        keep its whole document in memory for ever."""
+        if self._subscription is not None:
+            subscription, self._subscription = self._subscription, None
+            try:
+                self.document.unobserve(subscription)
+            except BaseException:  # a document yrs gave up on (see _reset): nothing to save
+                log.debug("party %r room %r: unobserve failed", self.room.party, self.room.id)
 
     # -- inbound frames ---------------------------------------------------------------------
 
@@ -341,11 +353,11 @@ class YServer(Server):
                 self._logged += entries
                 self._logged_bytes += sum(map(len, updates))
                 self._logged_updates += len(updates)
-            if self.persistence == "history" and (
-                self._logged_updates > self.history_max_updates
-                or self._logged_bytes > self.history_max_bytes
-            ):
-                await self._compact()
+                if self.persistence == "history" and (
+                    self._logged_updates > self.history_max_updates
+                    or self._logged_bytes > self.history_max_bytes
+                ):  # changes made meanwhile are written by the next turn of this loop
+                    await self._compact()
         except Exception as error:  # e.g. disk full: the document stays live in memory
             await self.room._report_error("persistence", None, error)
 
@@ -407,6 +419,7 @@ class YServer(Server):
         self.room.discard()
         for connection in self.room.get_connections():
             connection.close(SERVICE_RESTART, "document reset: reconnect")
+        self._release()  # a discarded room is never stopped
 
     def _schedule_save(self) -> None:
         loop = asyncio.get_running_loop()
