@@ -53,6 +53,10 @@ class PartyApp(ExtensionApp):
     max_connections_per_room = Int(
         Limits.max_connections_per_room, help="Connections one room accepts (then close 1013)."
     ).tag(config=True)
+    max_connections_per_share = Int(
+        Limits.max_connections_per_share,
+        help="Open connections one share link may have at once (then close 1013).",
+    ).tag(config=True)
     max_rooms = Int(Limits.max_rooms, help="Live rooms per server (then 1013 / HTTP 503).").tag(
         config=True
     )

@@ -272,3 +272,18 @@ async def test_y_sessions_give_their_memory_back(connect, http):
     await sessions(600)
     assert await instances() - started > 300  # most sessions loaded a fresh instance
     assert _workers_rss() - before < 8 * 1024 * 1024
+
+
+@pytest.mark.party_config(max_connections_per_share=3)
+async def test_one_share_link_opens_a_bounded_number_of_connections(share, connect):
+    grant = await share("probe", "crowd")
+    link = f"parties/probe/crowd?share_token={grant['token']}"
+    guests = [await connect(link, auth=False) for _ in range(3)]
+    for guest in guests:
+        await guest.recv_json()
+    extra = await connect(link, auth=False)
+    assert await extra.closed() == (1013, "too many connections on this share link")
+    guests[0].close()
+    await guests[0].closed()
+    again = await connect(link, auth=False)  # a place is free again
+    assert (await again.recv_json())["type"] == "welcome"

@@ -11,6 +11,7 @@ class Limits:
 
     max_message_size: int = 1 << 20
     max_connections_per_room: int = 32768
+    max_connections_per_share: int = 100
     max_rooms: int = 10000
     room_idle_timeout: float = 60.0
     send_buffer_limit: int = 4 << 20

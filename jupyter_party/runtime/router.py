@@ -125,6 +125,7 @@ class Router:
         self._sockets: dict[int, Socket] = {}
         self._groups: dict[tuple[int, int], dict[Socket, None]] = {}
         self._conns = 0
+        self._shared: dict[str, int] = {}  # open sockets per share grant
         self._paused: dict[str, float] = {}  # party -> monotonic time it may run again
         #: Starts the workers on first use, if the host has not started them yet.
         self.starter: Callable[[], Awaitable[None]] | None = None
@@ -218,6 +219,8 @@ class Router:
         self._conns += 1
         socket = Socket(self, self._conns, id, worker, transport, send_buffer_limit, share_id)
         self._sockets[socket.conn] = socket
+        if share_id is not None:
+            self._shared[share_id] = self._shared.get(share_id, 0) + 1
         link.open(socket.conn, party, room, id, request, share_id)
         code, reason = await socket.opened
         if code:
@@ -247,8 +250,15 @@ class Router:
         if link is not None and socket.opened.done():
             link.closed(socket.conn, code, reason)
 
+    def shared(self, share_id: str) -> int:
+        """How many sockets are open with share grant `share_id`."""
+        return self._shared.get(share_id, 0)
+
     def _forget(self, socket: Socket) -> None:
-        self._sockets.pop(socket.conn, None)
+        if self._sockets.pop(socket.conn, None) is not None and socket.share_id is not None:
+            left = self._shared.pop(socket.share_id) - 1
+            if left:
+                self._shared[socket.share_id] = left
         socket.outbox.mark_closed()
         if socket.group is not None:
             socket.group.pop(socket, None)

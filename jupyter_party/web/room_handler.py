@@ -189,6 +189,10 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
                 self.close(self._refusal.code, str(self._refusal))
                 return
             where, request = self._where, self._request
+            grant, router = self._grant, self.parties.router
+            if grant and router.shared(grant.id) >= self.parties.limits.max_connections_per_share:
+                self.close(CloseCode.OVERLOADED, "too many connections on this share link")
+                return
             limit = self._party_limits.get("send_buffer_limit")
             self._socket = await self.parties.router.open(
                 _SocketTransport(self),
