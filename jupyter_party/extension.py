@@ -37,7 +37,7 @@ class PartyApp(ExtensionApp):
     load_other_extensions = True
     #: The widgets' bundled front end, served at {base}static/jupyter_party/ (the share page).
     static_paths = [str(Path(__file__).parent / "widgets" / "static")]
-    default_url = "/party-api/parties"
+    default_url = "/parties"  # `jupyter party serve` prints it: the party home page
 
     parties_dir = Unicode(
         help="Directory of party modules: `name.py` defines party `name` (default: "

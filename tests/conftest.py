@@ -131,7 +131,8 @@ def share(jp_fetch):
 
 @pytest.fixture
 def http(jp_serverapp, url, jp_auth_header):
-    """`await http(path, method=..., body=..., auth=True)`: an HTTP request that never raises."""
+    """`await http(path, method=..., body=..., auth=True, follow=True)`: an HTTP request that
+    never raises."""
 
     async def fetch(
         path: str,
@@ -140,6 +141,7 @@ def http(jp_serverapp, url, jp_auth_header):
         body: str | bytes | None = None,
         headers: dict[str, str] | None = None,
         auth: bool = True,
+        follow: bool = True,
     ) -> HTTPResponse:
         headers = dict(headers or {})
         if auth:
@@ -147,7 +149,12 @@ def http(jp_serverapp, url, jp_auth_header):
         if body is None and method in ("POST", "PUT", "PATCH"):
             body = b""
         request = HTTPRequest(
-            url(path), method=method, body=body, headers=headers, request_timeout=TIMEOUT
+            url(path),
+            method=method,
+            body=body,
+            headers=headers,
+            request_timeout=TIMEOUT,
+            follow_redirects=follow,
         )
         return await AsyncHTTPClient().fetch(request, raise_error=False)
 

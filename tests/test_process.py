@@ -389,8 +389,10 @@ async def test_readme_main_command_in_fresh_venv(readme_venv, tmp_path):
         f"--port={port}",
         f"--IdentityProvider.token={TOKEN}",
         "--ServerApp.open_browser=False",
+        "--LabApp.expose_app_in_browser=True",  # for the browser check below
     ]
-    server = ServerProcess(argv, port, env, tmp_path / "jupyter-server.log", tmp_path)
+    # Run where a person runs it: in the repository, whose notebooks/ the command opens.
+    server = ServerProcess(argv, port, env, tmp_path / "jupyter-server.log", REPO_ROOT)
     try:
         await asyncio.to_thread(server.start)
         url = f"ws://127.0.0.1:{port}/parties/chat/readme-room"
@@ -416,10 +418,49 @@ async def test_readme_main_command_in_fresh_venv(readme_venv, tmp_path):
         finally:
             a.close()
             b.close()
+        notebook = next(arg for arg in serve[1:] if arg.endswith(".ipynb"))
+        await asyncio.to_thread(_lab_runs_the_quickstart, port, notebook)
         server.stop()
         assert server.proc.returncode is not None
     finally:
         server.kill()
+
+
+def _lab_runs_the_quickstart(port: int, notebook: str) -> None:
+    """In Chromium: JupyterLab shows the notebook the command opened and the Parties panel,
+    and running the notebook's cells connects its room console."""
+    from test_notebook_browser import (
+        ARTIFACTS,
+        CHROMIUM,
+        CHROMIUM_ARGS,
+        NOTEBOOK_OPEN,
+        RUN_ALL_BUT_LAST,
+        TIMEOUT_MS,
+        expect,
+        sync_playwright,
+    )
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            page = chromium.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            # Jupyter serves the notebook's directory when it is given a notebook to open.
+            page.goto(f"http://127.0.0.1:{port}/lab/tree/{Path(notebook).name}?token={TOKEN}")
+            expect(page.locator("#jupyter-party-panel")).to_be_visible()  # shown at first visit
+            party = page.locator('#jupyter-party-panel .jp-party-item[data-party="chat"]')
+            expect(party.and_(page.locator(":not(.jp-party-room)"))).to_be_visible()
+            page.locator(".jp-Notebook .jp-Cell").first.wait_for()
+            page.wait_for_function(NOTEBOOK_OPEN)
+            page.evaluate(RUN_ALL_BUT_LAST)
+            widget = page.locator(".jp-party-console")
+            expect(widget.locator(".status")).to_have_text("connected", timeout=TIMEOUT_MS)
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "readme-main-command.png"))
+        finally:
+            chromium.close()
 
 
 # -- d. `jupyter party serve` honours its flags ------------------------------------------------

@@ -240,3 +240,37 @@ async def test_share_page_shows_the_partys_own_ui(share):
         await expect(page.locator("#reply")).to_have_text("pong:ping", timeout=TIMEOUT_MS)
         await page.screenshot(path=ARTIFACTS / "share-page-ui.png")
         await console.assert_clean()
+
+
+async def test_the_home_page_opens_the_demo_chat_in_two_pages(url, jp_serverapp):
+    """A person with a browser and no notebook: the party home page, a room of the bundled
+    chat, and two pages that talk to each other through it."""
+    token = jp_serverapp.identity_provider.token
+    async with fresh_context() as context:
+        home = await context.new_page()
+        await home.add_init_script(RECORD_CSP)
+        console = Console(home)
+        response = await home.goto(url(f"parties?token={token}"))  # sets the login cookie
+        assert response is not None and response.status == 200
+        chat = home.locator('tr[data-party="chat"]')
+        await expect(chat).to_contain_text("server")
+        await chat.locator('input[name="room"]').fill("front door")
+        await chat.locator("button").click()
+        await expect(home).to_have_url(re.compile(r"/party-share/chat/front%20door$"))
+        await expect(home.locator("#status")).to_have_text("connected", timeout=TIMEOUT_MS)
+        await console.assert_clean()
+
+        other = await context.new_page()
+        await other.goto(home.url)
+        await expect(other.locator("#status")).to_have_text("connected", timeout=TIMEOUT_MS)
+        await home.locator("#message").fill("hello from the first page")
+        await home.locator("#send button").click()
+        said = other.locator("#log .in").filter(has_text="hello from the first page")
+        await expect(said).to_have_count(1, timeout=TIMEOUT_MS)
+
+        listing = await context.new_page()  # the room is live now, with its two pages
+        await listing.goto(url("parties"))
+        room = listing.locator("#rooms tr").filter(has=listing.get_by_text("chat / front door"))
+        await expect(room.locator("td").nth(1)).to_have_text("2")
+        ARTIFACTS.mkdir(exist_ok=True)
+        await listing.screenshot(path=str(ARTIFACTS / "home-page.png"), full_page=True)

@@ -189,16 +189,15 @@ class Router:
     async def admit(
         self, party: str, room: str, request: Request, kind: str, who: str
     ) -> dict[str, Any]:
-        """Run the party's gate for a socket (in the owner's worker)."""
+        """Run the party's gate for a socket (in the owner's worker): the answer holds the
+        `request` to open with, the party's own `response`, or a `refuse` (see Session)."""
+        return await self._ask("admit", party, room, request, kind=kind, who=who)
+
+    async def _ask(self, op: str, party: str, room: str, request: Request, **args: Any) -> Any:
+        """Operation `op` about a request, in the worker that owns the room."""
         _, link = await self._route(party, room)
-        args = {
-            "party": party,
-            "room": room,
-            "request": request_to_wire(request),
-            "kind": kind,
-            "who": who,
-        }
-        result, body = await link.call("admit", args, request.body)
+        args.update(party=party, room=room, request=request_to_wire(request))
+        result, body = await link.call(op, args, request.body)
         if "response" in result:
             result["response"] = response_from_wire(result["response"], body)
         return result
@@ -282,19 +281,11 @@ class Router:
         self, party: str, room: str, request: Request, who: str, gate: bool = True
     ) -> Response:
         """An HTTP request to a room: its gate (unless `gate` is False), then `on_request`."""
-        _, link = await self._route(party, room)
-        args = {
-            "party": party,
-            "room": room,
-            "request": request_to_wire(request),
-            "who": who,
-            "gate": gate,
-        }
-        result, body = await link.call("request", args, request.body)
+        result = await self._ask("request", party, room, request, who=who, gate=gate)
         if "refuse" in result:
             status, _, message = result["refuse"]
             return Response.json({"error": message}, status)
-        return response_from_wire(result["response"], body)
+        return result["response"]
 
     async def call(self, worker: int, op: str, **args: Any) -> Any:
         """Admin operation `op` in one worker; returns its result."""

@@ -16,10 +16,12 @@ from .api import (
 from .api import (
     RoomHandler as RoomAdminHandler,
 )
+from .home_page import HomePageHandler
 from .room_handler import RoomHandler
 from .share_page import SharePageHandler
 
 ROUTES = [
+    (r"/parties/?", HomePageHandler),  # before the rooms: `parties` alone is no room
     (r"/parties(?:/.*)?", RoomHandler),
     (r"/party(?:/.*)?", RoomHandler),
     (r"/party-api/parties/?", PartiesHandler),

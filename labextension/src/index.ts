@@ -356,7 +356,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
     for (const command of ['jupyter-party:show-panel', 'jupyter-party:refresh']) {
       palette?.addItem({ command, category: 'Parties' });
     }
+    // A first visit shows the panel; after that, JupyterLab's own layout restoring decides.
+    void app.restored.then(() => {
+      if (window.localStorage.getItem(WELCOMED) === null) {
+        window.localStorage.setItem(WELCOMED, '1');
+        app.shell.activateById(panel.id);
+      }
+    });
   }
 };
+
+const WELCOMED = 'jupyter-party:welcomed';
 
 export default plugin;
