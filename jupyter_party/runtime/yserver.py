@@ -59,8 +59,8 @@ EPOCH_CHANGED = 4409
 _EMPTY_UPDATE = b"\x00\x00"
 _SNAPSHOT, _LOG, _EPOCH = "y:snapshot.", "y:u:", "y:epoch"
 _SEQ_DIGITS = 12
-# Each connection's awareness rate (Limits.awareness_rate); gone with the connection.
-_AWARENESS_RATES: WeakKeyDictionary[Connection, RateLimiter] = WeakKeyDictionary()
+# Each guest connection's awareness and sync request rates; gone with the connection.
+_RATES: WeakKeyDictionary[Connection, dict[str, RateLimiter]] = WeakKeyDictionary()
 
 
 class YServer(Server):
@@ -228,7 +228,7 @@ class YServer(Server):
         message = parse_frame(frame)
         if isinstance(message, SyncMessage):
             if message.step == STEP1:
-                if not self._allow(sender):  # each answer costs an encoding of the document
+                if not self._allow(sender, "sync"):  # each answer encodes the whole document
                     return
                 check_state_vector(message.payload)
                 update = self.document.get_update(message.payload)
@@ -239,21 +239,26 @@ class YServer(Server):
         elif isinstance(message, AwarenessMessage):
             if len(frame) > self.max_awareness_frame:
                 raise _TooBig(f"awareness update over {self.max_awareness_frame} bytes")
-            if self._allow(sender):  # awareness is a stream of latest states: drop, no close
+            if self._allow(sender, "awareness"):  # a stream of latest states: drop, no close
                 self._apply_awareness(message.update, frame, sender)
-        elif isinstance(message, QueryAwareness) and self._awareness and self._allow(sender):
+        elif (
+            isinstance(message, QueryAwareness) and self._awareness and self._allow(sender, "sync")
+        ):
             sender.send(awareness_frame(encode_awareness(list(self._awareness.values()))))
 
-    def _allow(self, sender: Connection) -> bool:
-        """The awareness rate of a guest's connection, shared by awareness updates, awareness
-        queries and sync requests (Limits.awareness_rate)."""
+    def _allow(self, sender: Connection, kind: str) -> bool:
+        """A guest's connection gets `awareness_rate` awareness updates, and as many requests
+        that make the server encode the document or the awareness map ("sync")."""
         if not sender._limited:
             return True
-        limiter = _AWARENESS_RATES.get(sender)
+        limiters = _RATES.get(sender)
+        if limiters is None:
+            limiters = _RATES[sender] = {}
+        limiter = limiters.get(kind)
         if limiter is None:
             limits = self.room._services.limits
             limiter = RateLimiter(limits.awareness_rate, limits.awareness_burst, strikes=0)
-            _AWARENESS_RATES[sender] = limiter
+            limiters[kind] = limiter
         return limiter.allow()
 
     def _apply_awareness(self, update: bytes, frame: bytes, sender: Connection) -> None:
