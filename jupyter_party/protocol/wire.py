@@ -37,6 +37,7 @@ CALL = 11  # either side: [call, op, args]  payload: a body, if any
 REPLY = 12  # either side: [call, error, result]  error is None or a message
 LOG = 13  # room side: [party, room, kind, text]  a party's output (print, log, error)
 RECORD = 14  # room side: [logger, level, message, traceback]  a log record made in the worker
+STATS = 15  # room side: [rooms, commit_seconds]  live rooms, and storage commit times since
 
 _HEAD = struct.Struct("<IBI")
 

@@ -183,6 +183,8 @@ class WorkerLink:
             router.close(worker, h[0], h[1], h[2])
         elif kind == wire.LOG:
             router.record(worker, *h)
+        elif kind == wire.STATS:
+            router.stats(worker, *h)
         elif kind == wire.RECORD:
             name, level, message, exc_text = h
             record = logging.makeLogRecord(
@@ -239,6 +241,9 @@ class SessionLink:
 
     def record(self, party: str, room: str | None, kind: str, text: str) -> None:
         self.channel.send(wire.LOG, [party, room, kind, text])
+
+    def stats(self, rooms: int, commit_times: list[float]) -> None:
+        self.channel.send(wire.STATS, [rooms, commit_times])
 
     async def call(self, op: str, args: dict[str, Any], payload: bytes = b"") -> Any:
         return await self.channel.call(op, args, payload)

@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from ..protocol.codes import CloseCode
+from . import metrics
 from .errors import Overloaded
 from .http import Request, Response, request_to_wire, response_from_wire
 from .outbox import Outbox, Outgoing, Transport
@@ -69,6 +70,7 @@ class Socket:
     """
 
     __slots__ = (
+        "access",
         "caller",
         "conn",
         "group",
@@ -105,6 +107,7 @@ class Socket:
         self.unacked = 0
         self.waiter: asyncio.Future[None] | None = None
         self.caller: int | None = None  # the worker whose party code opened it, if any
+        self.access: str | None = None  # once admitted: "write" or "read" (metrics)
 
     def write(self, batch: list[Outgoing]) -> asyncio.Future[Any] | None:
         return self.transport.write(batch)
@@ -141,6 +144,7 @@ class Router:
         """Worker `worker` is gone: its sockets close with 1011 and `reason`."""
         self._links[worker] = None
         self._ready[worker].clear()
+        metrics.ROOMS.labels(str(worker)).set(0)
         for key in [key for key in self._groups if key[0] == worker]:
             del self._groups[key]
         for socket in list(self._sockets.values()):
@@ -225,6 +229,9 @@ class Router:
         if code:
             self._forget(socket)
             raise Refused(code, reason)
+        if self._sockets.get(socket.conn) is socket:
+            socket.access = request["access"]
+            metrics.CONNECTIONS.labels(socket.access).inc()
         return socket
 
     def message(self, socket: Socket, data: str | bytes) -> asyncio.Future[None] | None:
@@ -234,6 +241,8 @@ class Router:
         if link is None or socket.outbox.closed:
             return None
         link.message(socket.conn, data)
+        metrics.MESSAGES_IN.inc()
+        metrics.BYTES_IN.inc(len(data))
         socket.unacked += len(data) + MESSAGE_COST
         if socket.unacked > WINDOW:
             socket.waiter = asyncio.get_running_loop().create_future()
@@ -245,6 +254,7 @@ class Router:
         if self._sockets.get(socket.conn) is not socket:
             return
         self._forget(socket)
+        metrics.CLOSES.labels(str(code)).inc()
         link = self._links[socket.worker]
         if link is not None and socket.opened.done():
             link.closed(socket.conn, code, reason)
@@ -261,6 +271,9 @@ class Router:
         socket.outbox.mark_closed()
         if socket.group is not None:
             socket.group.pop(socket, None)
+        if socket.access is not None:
+            metrics.CONNECTIONS.labels(socket.access).dec()
+            socket.access = None
         if socket.waiter is not None and not socket.waiter.done():
             socket.waiter.set_result(None)
 
@@ -326,19 +339,26 @@ class Router:
         socket = self._sockets.get(conn)
         if socket is not None:
             socket.outbox.put(message)
+            metrics.MESSAGES_OUT.inc()
+            metrics.BYTES_OUT.inc(len(message.payload))
 
     def broadcast(self, worker: int, room: int, message: Outgoing, without: list[str]) -> None:
         group = self._groups.get((worker, room))
         if not group:
             return
+        sent = len(group)
         if without:
             skip = set(without)
             for socket in group:
                 if socket.id not in skip:
                     socket.outbox.put(message)
+                else:
+                    sent -= 1
         else:
             for socket in group:
                 socket.outbox.put(message)
+        metrics.MESSAGES_OUT.inc(sent)
+        metrics.BYTES_OUT.inc(sent * len(message.payload))
 
     def close(self, worker: int, conn: int, code: int, reason: str) -> None:
         socket = self._sockets.get(conn)
@@ -355,6 +375,13 @@ class Router:
 
     def record(self, worker: int, party: str, room: str | None, kind: str, text: str) -> None:
         self.logs.record(party, room, kind, text)
+        if kind == "error":
+            metrics.HANDLER_ERRORS.labels(party).inc()
+
+    def stats(self, worker: int, rooms: int, commit_times: list[float]) -> None:
+        metrics.ROOMS.labels(str(worker)).set(rooms)
+        for seconds in commit_times:
+            metrics.COMMIT_SECONDS.observe(seconds)
 
     async def relay_call(
         self, worker: int, op: str, args: dict[str, Any], payload: bytes = b""
@@ -464,6 +491,9 @@ class Uplink:
 
     def record(self, party: str, room: str | None, kind: str, text: str) -> None:
         self._router.record(self._worker, party, room, kind, text)
+
+    def stats(self, rooms: int, commit_times: list[float]) -> None:
+        self._router.stats(self._worker, rooms, commit_times)
 
     async def call(self, op: str, args: dict[str, Any], payload: bytes = b"") -> Any:
         return await self._router.relay_call(self._worker, op, args, payload)

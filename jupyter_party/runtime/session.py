@@ -13,6 +13,7 @@ ahead, so a party that is slow to handle messages never makes this process buffe
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -32,6 +33,7 @@ from .http import (
     response_to_wire,
 )
 from .limits import Limits
+from .metrics import STATS_INTERVAL
 from .outbox import Outgoing
 from .partylog import error_text
 from .registry import DeployError, Registry
@@ -60,6 +62,7 @@ class Uplink(Protocol):
     def close(self, conn: int, code: int, reason: str) -> None: ...
     def ack(self, conn: int, cost: int) -> None: ...
     def record(self, party: str, room: str | None, kind: str, text: str) -> None: ...
+    def stats(self, rooms: int, commit_times: list[float]) -> None: ...
 
     # What party code does as a client of other rooms.
     async def call(self, op: str, args: dict[str, Any], payload: bytes = b"") -> Any: ...
@@ -111,9 +114,22 @@ class Session:
 
     async def start(self) -> None:
         await self.host.start()
+        self._reporting = spawn(self._report())
 
     async def close(self) -> None:
+        self._reporting.cancel()
         await self.host.close()
+
+    async def _report(self) -> None:
+        """Tell the server process (its metrics) how many rooms live here and how long
+        storage commits took, about once a second, when there is news."""
+        rooms = -1
+        while True:
+            await asyncio.sleep(STATS_INTERVAL)
+            times = self.host.backend.take_commit_times()
+            if times or len(self.host.rooms) != rooms:
+                rooms = len(self.host.rooms)
+                self._uplink.stats(rooms, times)
 
     # -- sockets ----------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ __all__ = [
 
 MAX_KEY_BYTES = 2048
 MAX_VALUE_BYTES = 2 * 1024 * 1024
+MAX_COMMIT_TIMES = 10_000  # commit durations kept between two reports (the rest are dropped)
 
 Scope: TypeAlias = tuple[str, str]
 # JSON is stored as ``str`` (SQLite TEXT), binary values as ``bytes`` (SQLite BLOB).
@@ -218,6 +219,10 @@ class Backend(ABC):
     async def close(self) -> None:
         """Finish pending work and release resources; idempotent."""
 
+    def take_commit_times(self) -> list[float]:
+        """Seconds each commit took since the last call (for the storage latency metric)."""
+        return []
+
 
 class MemoryBackend(Backend):
     """Non-durable backend for tests and throwaway servers; same semantics as SQLite."""
@@ -314,6 +319,9 @@ class SQLiteBackend(Backend):
         self._closed = False
         #: Statistic: number of batches (SQLite transactions) committed so far.
         self.commits = 0
+        #: Seconds each batch took, from its start to its COMMIT, since `take_commit_times`.
+        self._commit_times: list[float] = []
+        self._batch_started = 0.0
 
     # Batching machinery. Everything here except _run_batch runs on the event loop thread.
 
@@ -339,6 +347,7 @@ class SQLiteBackend(Backend):
         self._flush_scheduled = False
         batch, self._pending = self._pending, []
         self._busy = True
+        self._batch_started = loop.time()
         done = loop.run_in_executor(self._executor, self._run_batch, [op for op, _ in batch])
         done.add_done_callback(lambda result: self._finish(loop, batch, result))
 
@@ -353,6 +362,8 @@ class SQLiteBackend(Backend):
         results = [None] * len(batch) if error else done.result()
         if not error:
             self.commits += 1
+            if len(self._commit_times) < MAX_COMMIT_TIMES:
+                self._commit_times.append(loop.time() - self._batch_started)
         for (_, future), result in zip(batch, results, strict=True):
             if future.done():  # the caller was cancelled; the write happened regardless
                 continue
@@ -361,6 +372,10 @@ class SQLiteBackend(Backend):
             else:
                 future.set_result(result)
         self._schedule(loop)
+
+    def take_commit_times(self) -> list[float]:
+        times, self._commit_times = self._commit_times, []
+        return times
 
     def _run_batch(self, ops: list[Op]) -> list[Any]:
         """Run ``ops`` in one transaction on the worker thread; all or nothing."""

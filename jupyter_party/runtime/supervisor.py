@@ -24,6 +24,7 @@ import time
 from typing import Any
 
 from ..protocol import wire
+from . import metrics
 from .board import SIZE, Board
 from .channel import WorkerLink
 from .partylog import PartyLogs
@@ -134,6 +135,7 @@ class Supervisor:
             if worker.quick_deaths:
                 await asyncio.sleep(min(0.25 * 2**worker.quick_deaths, 10.0))
             worker.restarts += 1
+            metrics.WORKER_RESTARTS.inc()
 
     async def _start(self, worker: _Worker) -> None:
         loop = asyncio.get_running_loop()

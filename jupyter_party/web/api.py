@@ -10,6 +10,7 @@ from tornado import web
 
 from ..protocol.codes import CloseCode
 from ..protocol.names import InvalidName, split_room_path
+from ..runtime import metrics
 from ..runtime.channel import ChannelLost
 from ..runtime.errors import Overloaded
 from ..runtime.shares import DEFAULT_EXPIRES_IN
@@ -72,6 +73,7 @@ class SharesHandler(_AdminHandler):
             )
         except (ValueError, TypeError) as error:
             raise web.HTTPError(400, str(error)) from None
+        metrics.SHARE_LINKS.labels("issued").inc()
         self.set_status(201)
         url = share_url(self.request, self.base_url, party, room, token)
         self.finish({"url": url, "token": token, **grant.public()})
@@ -92,6 +94,7 @@ class ShareHandler(_AdminHandler):
         if not await self.parties.shares.revoke(id):
             raise web.HTTPError(404, "no such share link")
         self.parties.router.close_shared(id, CloseCode.UNAUTHENTICATED, "share link revoked")
+        metrics.SHARE_LINKS.labels("revoked").inc()
         self.set_status(204)
         self.finish()
 
