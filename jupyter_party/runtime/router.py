@@ -77,7 +77,9 @@ class Socket:
         "id",
         "opened",
         "outbox",
+        "received",
         "router",
+        "sent",
         "share_id",
         "transport",
         "unacked",
@@ -108,6 +110,7 @@ class Socket:
         self.waiter: asyncio.Future[None] | None = None
         self.caller: int | None = None  # the worker whose party code opened it, if any
         self.access: str | None = None  # once admitted: "write" or "read" (metrics)
+        self.received = self.sent = 0  # messages, for the inspector
 
     def write(self, batch: list[Outgoing]) -> asyncio.Future[Any] | None:
         return self.transport.write(batch)
@@ -241,6 +244,7 @@ class Router:
         if link is None or socket.outbox.closed:
             return None
         link.message(socket.conn, data)
+        socket.received += 1
         metrics.MESSAGES_IN.inc()
         metrics.BYTES_IN.inc(len(data))
         socket.unacked += len(data) + MESSAGE_COST
@@ -309,6 +313,15 @@ class Router:
         """Admin operation `op` in every worker."""
         return await asyncio.gather(*(self.call(w, op, **args) for w in range(len(self._links))))
 
+    async def inspect(self, party: str, room: str) -> dict[str, Any]:
+        """What a room holds (see Session), with each connection's message counts."""
+        inspected = await self.call(self.place(party, room), "inspect", party=party, room=room)
+        for connection in inspected["connections"]:
+            socket = self._sockets.get(connection.pop("conn"))
+            connection["messages_in"] = socket.received if socket else 0
+            connection["messages_out"] = socket.sent if socket else 0
+        return inspected
+
     async def evict(self, party: str, room: str) -> bool:
         return await self.call(self.place(party, room), "evict", party=party, room=room)
 
@@ -339,6 +352,7 @@ class Router:
         socket = self._sockets.get(conn)
         if socket is not None:
             socket.outbox.put(message)
+            socket.sent += 1
             metrics.MESSAGES_OUT.inc()
             metrics.BYTES_OUT.inc(len(message.payload))
 
@@ -352,11 +366,13 @@ class Router:
             for socket in group:
                 if socket.id not in skip:
                     socket.outbox.put(message)
+                    socket.sent += 1
                 else:
                     sent -= 1
         else:
             for socket in group:
                 socket.outbox.put(message)
+                socket.sent += 1
         metrics.MESSAGES_OUT.inc(sent)
         metrics.BYTES_OUT.inc(sent * len(message.payload))
 

@@ -14,6 +14,8 @@ ahead, so a party that is slow to handle messages never makes this process buffe
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -73,11 +75,13 @@ class Uplink(Protocol):
 class _Member:
     """A socket admitted to one of this process's rooms."""
 
-    __slots__ = ("backlog", "connection", "room", "unacked")
+    __slots__ = ("backlog", "connection", "room", "since", "unacked", "user")
 
-    def __init__(self, room: Room, connection: Connection) -> None:
+    def __init__(self, room: Room, connection: Connection, user: str | None) -> None:
         self.room = room
         self.connection = connection
+        self.user = user  # for the inspector: who came, as Jupyter or the share link says
+        self.since = time.time()
         self.backlog: deque[str | bytes] | None = None  # set while a handler is running
         self.unacked = 0
 
@@ -179,7 +183,8 @@ class Session:
             limited=guest or host.limits.limit_owner,
         )
         connection._principal = principal
-        member = self._members[conn] = _Member(room, connection)
+        user = request.user.username if request.user else None
+        member = self._members[conn] = _Member(room, connection, user)
         try:
             await room._connect(connection, request)
         except RoomError as error:
@@ -356,6 +361,45 @@ class Session:
     async def _op_rooms(self, payload: bytes) -> Any:
         return self.host.describe(), b""
 
+    async def _op_inspect(self, party: str, room: str, payload: bytes) -> Any:
+        """What a room holds: its storage (the first INSPECT_KEYS keys), its alarm and, if it
+        is live, its connections and (for a YServer) its document. Storage is read from the
+        backend: a room need not be live to be inspected."""
+        backend, scope = self.host.backend, (party, room)
+        entries = await backend.list(scope, limit=INSPECT_KEYS)
+        live = self.host.rooms.get(scope)
+        members = [(c, m) for c, m in self._members.items() if m.room is live]
+        connections = [
+            {
+                "conn": conn,
+                "id": m.connection.id,
+                "user": m.user,
+                "guest": m.connection.share_id is not None or m.user is None,
+                "access": m.connection.access,
+                "tags": list(m.connection.tags),
+                "since": m.since,
+            }
+            for conn, m in members
+            if not m.connection.closed
+        ]
+        inspected = {
+            "live": live is not None,
+            "storage": [_entry(key, value) for key, value in entries.items()],
+            "truncated": len(entries) == INSPECT_KEYS,
+            "alarm": await backend.get_alarm(scope),
+            "connections": connections,
+            "document": _document(live.server) if live is not None else None,
+        }
+        return inspected, b""
+
+    async def _op_put_key(self, party: str, room: str, key: str, value: Any, payload: bytes) -> Any:
+        """The owner edits a stored value (JSON), as the room itself would."""
+        await self.host.backend.put((party, room), {key: value})
+        return None, b""
+
+    async def _op_delete_key(self, party: str, room: str, key: str, payload: bytes) -> Any:
+        return await self.host.backend.delete((party, room), [key]) == 1, b""
+
     # -- party code as a client of other rooms (see stubs.py) --------------------------------
 
     async def fetch(self, party: str, room: str, request: Request) -> Response:
@@ -399,6 +443,33 @@ class Session:
         if socket is not None:
             socket._closed(code, reason)
             self._uplink.closed(conn, code, reason)
+
+
+INSPECT_KEYS = 1000
+_PREVIEW = 64  # bytes of a binary value shown by the inspector
+
+
+def _entry(key: str, value: Any) -> dict[str, Any]:
+    """A stored value as the inspector shows it: JSON pretty-printed, bytes as hex."""
+    if isinstance(value, bytes):
+        hex_ = value[:_PREVIEW].hex(" ") + (" …" if len(value) > _PREVIEW else "")
+        return {"key": key, "size": len(value), "bytes": hex_}
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    return {"key": key, "size": len(text.encode()), "json": text}
+
+
+def _document(server: Server | None) -> dict[str, Any] | None:
+    """A YServer room's document: its shared types (with their kind, where known) and size."""
+    from .yserver import YServer
+
+    if not isinstance(server, YServer):
+        return None
+    document = server.document
+    types = {name: type(value).__name__ for name, value in document.items()}
+    return {
+        "types": {name: kind if kind != "NoneType" else None for name, kind in types.items()},
+        "bytes": len(document.get_update()),
+    }
 
 
 def describe_party(name: str, registry: Registry) -> dict[str, Any]:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
 from ..protocol.codes import CloseCode
-from ..protocol.names import InvalidName, split_room_path
+from ..protocol.names import InvalidName, RoomPath, split_room_path
 from ..runtime import metrics
 from ..runtime.channel import ChannelLost
 from ..runtime.errors import Overloaded
@@ -150,18 +150,71 @@ class LogsHandler(_AdminHandler):
 
 
 class RoomHandler(_AdminHandler):
-    """`DELETE party-api/rooms/{party}/{room}`: evict a live room now. Its connections are
-    closed with 1012 (clients reconnect to a fresh instance); storage is kept."""
+    """`GET party-api/rooms/{party}/{room}`: what the room holds (storage, alarm, connections,
+    document). `DELETE`: evict the live room now; its connections are closed with 1012
+    (clients reconnect to a fresh instance), storage is kept."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        where = self._where()
+        self.finish(await self.parties.router.inspect(where.party, where.room))
 
     @web.authenticated
     @authorized
     async def delete(self) -> None:
-        raw = self.request.path[len(f"{self.base_url}party-api/rooms/") :]
-        try:
-            where = split_room_path(f"parties/{raw}")
-        except InvalidName as error:
-            raise web.HTTPError(400, str(error)) from None
+        where = self._where()
         if not await self.parties.router.evict(where.party, where.room):
             raise web.HTTPError(404, "no such live room")
         self.set_status(204)
         self.finish()
+
+    def _where(self) -> RoomPath:
+        return _room(self.request.path[len(f"{self.base_url}party-api/rooms/") :])
+
+
+def _room(raw: str) -> RoomPath:
+    """`{party}/{room}` of an admin URL; 400 unless both are valid."""
+    try:
+        return split_room_path(f"parties/{raw}")
+    except InvalidName as error:
+        raise web.HTTPError(400, str(error)) from None
+
+
+class StorageKeyHandler(_AdminHandler):
+    """`PUT party-api/rooms/{party}/{room}/storage/{key}` with JSON `{"value": ...}` stores a
+    value in the room's storage; `DELETE` removes the key. The owner's inspector edits."""
+
+    @web.authenticated
+    @authorized
+    async def put(self) -> None:
+        where, key = self._where_key()
+        body = self.get_json_body()
+        if not isinstance(body, dict) or "value" not in body:
+            raise web.HTTPError(400, 'a JSON body {"value": ...} is required')
+        args = {"party": where.party, "room": where.room, "key": key, "value": body["value"]}
+        try:
+            await self.parties.router.call(
+                self.parties.router.place(where.party, where.room), "put_key", **args
+            )
+        except RuntimeError as error:  # the storage refused it (key or value too large)
+            raise web.HTTPError(400, str(error)) from None
+        self.set_status(204)
+        self.finish()
+
+    @web.authenticated
+    @authorized
+    async def delete(self) -> None:
+        where, key = self._where_key()
+        router = self.parties.router
+        worker = router.place(where.party, where.room)
+        found = await router.call(worker, "delete_key", party=where.party, room=where.room, key=key)
+        if not found:
+            raise web.HTTPError(404, "no such key")
+        self.set_status(204)
+        self.finish()
+
+    def _where_key(self) -> tuple[RoomPath, str]:
+        raw = self.request.path[len(f"{self.base_url}party-api/rooms/") :]
+        room, _, key = raw.partition("/storage/")
+        return _room(room), unquote(key)

@@ -12,6 +12,7 @@ from .api import (
     RoomsHandler,
     ShareHandler,
     SharesHandler,
+    StorageKeyHandler,
 )
 from .api import (
     RoomHandler as RoomAdminHandler,
@@ -29,6 +30,7 @@ ROUTES = [
     (r"/party-api/parties/([a-z0-9_-]{1,64})/logs", LogsHandler),
     (r"/party-api/rooms/?", RoomsHandler),
     (r"/party-api/rooms/[a-z0-9_-]{1,64}/[^/]+", RoomAdminHandler),
+    (r"/party-api/rooms/[a-z0-9_-]{1,64}/[^/]+/storage/.+", StorageKeyHandler),
     (r"/party-api/share/?", SharesHandler),
     (r"/party-api/share/([0-9a-f]{64})", ShareHandler),
     (r"/party-share/.*", SharePageHandler),

@@ -5,6 +5,7 @@ party author could, for tests against a live server:
   `GET {room}/connections[?tag=T]`   `{"instance": n, "ids": [...]}`: the open connections
   `POST {room}/close?code=C&reason=R[&tag=T]`   closes them (a tag or an id selects some);
                                      answers `{"closed": [ids]}`
+  `GET {room}/stored?key=K`          `{"value": v}`: storage read now (the inspector edits it)
 Instances are numbered in start order (`instance`, per server process), and each loads the
 texts its room's storage remembers (`op: remember`) in `on_start`.
 """
@@ -91,6 +92,8 @@ class Probe(Server):
             connection.send({"type": "error", "error": str(error)})
 
     def on_request(self, request):
+        if request.path == "/stored":  # read now, from storage: what the inspector may edit
+            return self._stored(request.query["key"])
         if request.path == "/connections":
             ids = [c.id for c in self.room.get_connections(request.query.get("tag"))]
             return {"instance": self.instance, "ids": ids}
@@ -111,3 +114,6 @@ class Probe(Server):
             "user": request.user.username if request.user else None,
             "headers": sorted({name.lower() for name in request.headers}),
         }
+
+    async def _stored(self, key):
+        return {"value": await self.room.storage.get(key)}
