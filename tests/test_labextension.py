@@ -153,7 +153,10 @@ async def test_parties_panel_lists_a_live_room_and_shares_it(lab_env, tmp_path):
         try:
             welcome = json.loads(await asyncio.wait_for(ws.read_message(), 10))
             assert welcome["type"] == "welcome"
-            await check_panel(url)
+            await ws.write_message(json.dumps({"op": "remember", "text": "written by the party"}))
+            remembered = json.loads(await asyncio.wait_for(ws.read_message(), 10))
+            assert remembered["type"] == "remembered"  # durable: the inspector can show it
+            await check_panel(url, ws)
             # The socket held open was closed by the panel's "evict" (1012: come back later).
             assert await asyncio.wait_for(drain_socket(ws), 10) == 1012
         finally:
@@ -168,7 +171,7 @@ async def drain_socket(ws) -> int | None:
     return ws.close_code
 
 
-async def check_panel(url: str) -> None:
+async def check_panel(url: str, ws) -> None:
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
             executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
@@ -210,12 +213,40 @@ async def check_panel(url: str) -> None:
             await page.screenshot(path=ARTIFACTS / "lab-03-write-link.png")
 
             await room.get_by_role("button", name="logs").click()
-            await expect(panel.locator(".jp-party-subtitle")).to_have_text("Log: probe")
+            await expect(panel.get_by_text("Log: probe", exact=True)).to_be_visible()
+
+            # Traffic, drawn as sparklines: the panel samples the room's counters as it refreshes.
+            for n in range(3):
+                await ws.write_message(json.dumps({"op": "echo", "n": n}))
+            spark = room.locator('.jp-party-spark[data-kind="messages_in"] polyline')
+            await expect(spark).to_have_count(1, timeout=TIMEOUT_MS)
+            await expect(room.locator(".jp-party-sparklines")).to_contain_text(
+                re.compile(r"in .*[1-9][0-9.]*/s"), timeout=TIMEOUT_MS
+            )
+
+            # The inspector: what the party stored, edited here, then read by the party.
+            await room.get_by_role("button", name="inspect").click()
+            inspector = panel.locator(".jp-party-inspector")
+            stored = inspector.locator('.jp-party-stored[data-key="remembered"]')
+            await expect(stored.locator("textarea")).to_have_value(
+                re.compile("written by the party"), timeout=TIMEOUT_MS
+            )
+            await expect(
+                inspector.locator('.jp-party-connection[data-access="write"]')
+            ).to_have_count(1)
+            await page.screenshot(path=ARTIFACTS / "lab-04-inspector.png")
+            await stored.locator("textarea").fill('["edited in the panel"]')
+            await stored.get_by_role("button", name="save").click()
+            await expect(panel.locator(".jp-party-status")).to_have_text("remembered saved")
+            read = await AsyncHTTPClient().fetch(
+                f"{url}parties/probe/labroom/stored?key=remembered&token={TOKEN}"
+            )
+            assert json.loads(read.body) == {"value": ["edited in the panel"]}
 
             await room.get_by_role("button", name="evict").click()
             await expect(room).to_have_count(0, timeout=TIMEOUT_MS)
             await expect(panel.locator(".jp-party-empty")).to_have_text("No live rooms")
-            await page.screenshot(path=ARTIFACTS / "lab-04-evicted.png")
+            await page.screenshot(path=ARTIFACTS / "lab-05-evicted.png")
             assert [e for e in errors if "party" in e.lower()] == []
         finally:
             await browser.close()

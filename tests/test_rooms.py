@@ -314,6 +314,8 @@ async def test_busy_room_is_not_evicted(connect, http):
 async def test_admin_api_lists_parties_and_rooms(jp_fetch, connect):
     client = await connect("parties/probe/listed")
     await client.recv_json()
+    await client.send({"op": "echo", "n": 1})
+    await client.recv_json()
     parties = json.loads((await jp_fetch("party-api", "parties")).body)["parties"]
     names = {p["name"] for p in parties}
     assert {"chat", "counter", "probe", "gated"} <= names
@@ -321,6 +323,8 @@ async def test_admin_api_lists_parties_and_rooms(jp_fetch, connect):
     listed = next(r for r in rooms if (r["party"], r["room"]) == ("probe", "listed"))
     assert listed["connections"] == 1
     assert time.time() - 60 < listed["last_activity"] <= time.time()
+    assert (listed["messages_in"], listed["messages_out"]) == (1, 2)  # welcome, echo
+    assert listed["bytes_in"] == len('{"op": "echo", "n": 1}') and listed["bytes_out"] > 0
 
 
 async def test_server_stop_closes_connections(connect, jp_serverapp):

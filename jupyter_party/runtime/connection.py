@@ -44,6 +44,7 @@ class Connection:
         self.share_id = share_id  # the share grant it came with
         self._limited = limited  # a guest's: rate limits apply (see Limits.limit_owner)
         self._principal: str | None = None  # who holds the id: a user, a share link, nobody
+        self._traffic: Any = None  # its room's Traffic, once it joined
         self.closed = False
         self._state: Any = None
         self._sink = sink
@@ -65,7 +66,10 @@ class Connection:
     def send(self, message: str | bytes | Any) -> None:
         """Queue a message: str as text, bytes as binary, any other value as JSON text."""
         if not self.closed:
-            self._sink.send(self._handle, Outgoing(message))
+            outgoing = Outgoing(message)
+            self._sink.send(self._handle, outgoing)
+            if self._traffic is not None:
+                self._traffic.sent(1, len(outgoing.payload))
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the connection after sending what is already queued."""

@@ -148,6 +148,7 @@ class Host:
                 "room": room_id,
                 "connections": len(room.get_connections()),
                 "last_activity": room._last_activity,
+                **room._traffic.public(),
             }
             for (party, room_id), room in sorted(self.rooms.items())
         ]

@@ -79,6 +79,23 @@ class Context:
         self.parties = parties
 
 
+class Traffic:
+    """A room's messages and bytes, in (handed to `on_message`) and out (sent to clients), since
+    the instance started: the admin API turns them into rates."""
+
+    __slots__ = ("bytes_in", "bytes_out", "messages_in", "messages_out")
+
+    def __init__(self) -> None:
+        self.messages_in = self.messages_out = self.bytes_in = self.bytes_out = 0
+
+    def sent(self, messages: int, size: int) -> None:
+        self.messages_out += messages
+        self.bytes_out += messages * size
+
+    def public(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
 class Room:
     """A live instance of a party, addressed by `(party, id)`."""
 
@@ -101,6 +118,7 @@ class Room:
         self._closing: set[asyncio.Task[None]] = set()
         self._leases = 0  # events and connections in progress; an idle room has none
         self._last_activity = time.time()  # of the last event: shown by the admin API
+        self._traffic = Traffic()
         self._started = asyncio.ensure_future(self._start())
 
     def __repr__(self) -> str:
@@ -115,7 +133,12 @@ class Room:
         number of recipients; the server process writes it to each socket.
         """
         if self._connections:
-            self._services.members.broadcast(self._handle, Outgoing(message), list(without))
+            outgoing, skip = Outgoing(message), list(without)
+            self._services.members.broadcast(self._handle, outgoing, skip)
+            recipients = len(self._connections)
+            if skip:
+                recipients = sum(1 for c in self._connections if c.id not in skip)
+            self._traffic.sent(recipients, len(outgoing.payload))
 
     def discard(self) -> None:
         """Forget this instance: the next event creates a new one (storage is kept)."""
@@ -156,6 +179,7 @@ class Room:
         server = self.server
         ctx = ConnectionContext(request)
         self._connections[connection] = None
+        connection._traffic = self._traffic
         self._services.members.joined(connection._handle, self._handle)
         try:
             connection.tags = _check_tags(
@@ -178,6 +202,9 @@ class Room:
         if connection.access == "read" and not self._server_class.read_only_messages:
             return None  # a read-only link cannot change anything
         self._last_activity = time.time()
+        traffic = self._traffic
+        traffic.messages_in += 1
+        traffic.bytes_in += len(message)
         if not self._gate.is_set():
             return self._deliver_later(connection, message)
         steps = self._services.steps

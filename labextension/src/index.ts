@@ -1,7 +1,8 @@
 /**
  * The "Parties" side panel: deployed parties (with their last load error) and live rooms,
- * refreshed every 2 s while visible. Per room: copy a read or write share link, open the room
- * console in a new tab, follow the party's log, evict the room.
+ * refreshed every 2 s while visible, each with sparklines of its traffic. Per room: copy a
+ * read or write share link, open the room console in a new tab, follow the party's log,
+ * inspect it (storage, editable; alarm; connections; a Y room's document), evict it.
  *
  * All requests go through ServerConnection.makeRequest, so the page's base URL, token and
  * XSRF cookie are used (this is what makes it work under a base_url and on JupyterHub).
@@ -19,6 +20,7 @@ import { Widget } from '@lumino/widgets';
 
 const REFRESH_MS = 2000;
 const MAX_LOG_LINES = 200;
+const SPARK_POINTS = 30; // one per refresh: the last minute
 
 interface IParty {
   name: string;
@@ -31,6 +33,37 @@ interface IRoom {
   room: string;
   connections: number;
   last_activity: number; // epoch seconds of the room's last event
+  messages_in: number; // since the instance started
+  messages_out: number;
+  bytes_in: number;
+  bytes_out: number;
+}
+interface ISample {
+  time: number;
+  room: IRoom;
+}
+interface IStored {
+  key: string;
+  size: number;
+  json?: string; // JSON values, pretty-printed
+  bytes?: string; // binary values: a hex preview
+}
+interface IInspected {
+  live: boolean;
+  storage: IStored[];
+  truncated: boolean;
+  alarm: number | null;
+  connections: {
+    id: string;
+    user: string | null;
+    guest: boolean;
+    access: string;
+    tags: string[];
+    since: number;
+    messages_in: number;
+    messages_out: number;
+  }[];
+  document: { types: Record<string, string | null>; bytes: number } | null;
 }
 interface IWorker {
   worker: number;
@@ -93,6 +126,35 @@ class PartyApi {
   async evict(room: IRoom): Promise<void> {
     await this.call(`rooms/${room.party}/${room.room}`, { method: 'DELETE' });
   }
+
+  async inspect(room: IRoom): Promise<IInspected> {
+    return (await this.call<IInspected>(`rooms/${room.party}/${room.room}`))!;
+  }
+
+  async store(room: IRoom, key: string, value: unknown): Promise<void> {
+    const body = JSON.stringify({ value });
+    await this.call(`rooms/${room.party}/${room.room}/storage/${encodeURIComponent(key)}`, {
+      method: 'PUT',
+      body
+    });
+  }
+
+  async unstore(room: IRoom, key: string): Promise<void> {
+    const path = `rooms/${room.party}/${room.room}/storage/${encodeURIComponent(key)}`;
+    await this.call(path, { method: 'DELETE' });
+  }
+}
+
+/** An inline SVG line chart of `values` (scaled to their maximum), 60 × 14 px. */
+function sparkSvg(values: number[]): string {
+  const width = 60;
+  const height = 14;
+  const max = Math.max(...values, 1e-9);
+  const step = values.length > 1 ? width / (values.length - 1) : 0;
+  const points = values
+    .map((v, i) => `${(i * step).toFixed(1)},${(height - 1 - (v / max) * (height - 2)).toFixed(1)}`)
+    .join(' ');
+  return `<svg width="${width}" height="${height}" viewBox="0 0 ${width} ${height}"><polyline fill="none" stroke="currentColor" stroke-width="1" points="${points}"/></svg>`;
 }
 
 function el<K extends keyof HTMLElementTagNameMap>(
@@ -118,6 +180,10 @@ export class PartiesPanel extends Widget {
   private logNode = el('pre', { className: 'jp-party-log' });
   private logParty: string | null = null;
   private logNext = 0;
+  private history = new Map<string, ISample[]>(); // per room: the last SPARK_POINTS samples
+  private inspectTitle = el('div', { className: 'jp-party-subtitle' }, 'Inspector: pick a room');
+  private inspectNode = el('div', { className: 'jp-party-inspector' });
+  private inspected: IRoom | null = null;
 
   constructor() {
     super();
@@ -137,6 +203,8 @@ export class PartiesPanel extends Widget {
       this.linkNode,
       this.logTitle,
       this.logNode,
+      this.inspectTitle,
+      this.inspectNode,
       el('h3', {}, 'Deployed parties'),
       this.partiesNode
     );
@@ -167,6 +235,7 @@ export class PartiesPanel extends Widget {
       if (this.statusNode.classList.contains('jp-party-status-error')) {
         this.say(''); // the API answers again
       }
+      this.sample(live.rooms);
       const json = JSON.stringify([parties, live]);
       if (json !== this.shown) {
         this.shown = json;
@@ -229,12 +298,116 @@ export class PartiesPanel extends Widget {
             this.button('copy write link', () => this.copyLink(room, 'write')),
             this.button('open console', () => this.openConsole(room)),
             this.button('logs', () => this.showLog(room.party)),
+            this.button('inspect', () => this.inspect(room)),
             this.button('evict', () => this.evict(room))
-          )
+          ),
+          this.sparklines(room)
         );
         return item;
       })
     );
+  }
+
+  /** Keep the last SPARK_POINTS samples of each live room's counters. */
+  private sample(rooms: IRoom[]): void {
+    const now = Date.now() / 1000;
+    const live = new Set<string>();
+    for (const room of rooms) {
+      const key = `${room.party}/${room.room}`;
+      live.add(key);
+      const samples = this.history.get(key) ?? [];
+      samples.push({ time: now, room });
+      this.history.set(key, samples.slice(-SPARK_POINTS));
+    }
+    for (const key of this.history.keys()) {
+      if (!live.has(key)) {
+        this.history.delete(key);
+      }
+    }
+  }
+
+  /** Messages/s in and out, and bytes/s, between successive samples, as small line charts. */
+  private sparklines(room: IRoom): HTMLElement {
+    const samples = this.history.get(`${room.party}/${room.room}`) ?? [];
+    const rates = (field: keyof IRoom) =>
+      samples.slice(1).map((s, i) => {
+        const before = samples[i];
+        const delta = (s.room[field] as number) - (before.room[field] as number);
+        return Math.max(0, delta) / Math.max(s.time - before.time, 1e-3);
+      });
+    const line = (label: string, field: keyof IRoom, unit: string) => {
+      const values = rates(field);
+      const last = values.length ? values[values.length - 1] : 0;
+      const chart = el('span', { className: 'jp-party-spark', title: `${label} per second` });
+      chart.dataset.kind = field;
+      chart.innerHTML = sparkSvg(values);
+      return el('span', { className: 'jp-party-rate' }, `${label} `, chart, ` ${last.toFixed(1)}${unit}`);
+    };
+    return el(
+      'div',
+      { className: 'jp-party-sparklines' },
+      line('in', 'messages_in', '/s'),
+      line('out', 'messages_out', '/s'),
+      line('bytes', 'bytes_out', ' B/s')
+    );
+  }
+
+  private async inspect(room: IRoom): Promise<void> {
+    this.inspected = room;
+    const seen = await this.api.inspect(room);
+    if (this.inspected !== room) {
+      return; // another room was picked meanwhile
+    }
+    this.inspectTitle.textContent = `Inspector: ${room.party}/${room.room}`;
+    const alarm = seen.alarm === null ? 'none' : new Date(seen.alarm).toLocaleString();
+    const nodes: (Node | string)[] = [el('div', {}, `alarm: ${alarm}`)];
+    if (seen.document) {
+      const types = Object.entries(seen.document.types)
+        .map(([name, kind]) => `${name}${kind ? ` (${kind})` : ''}`)
+        .join(', ');
+      nodes.push(el('div', {}, `document: ${seen.document.bytes} bytes; ${types || 'empty'}`));
+    }
+    nodes.push(el('div', { className: 'jp-party-subtitle' }, 'Connections'));
+    const connections = seen.connections.map(c => {
+      const who = c.guest ? `guest ${c.user ?? ''}` : `user ${c.user ?? ''}`;
+      const since = new Date(c.since * 1000).toLocaleTimeString();
+      const tags = c.tags.length ? `, tags ${c.tags.join(' ')}` : '';
+      const text = `${c.id}: ${who}, ${c.access}${tags}, since ${since}, in ${c.messages_in} / out ${c.messages_out}`;
+      const item = el('li', { className: 'jp-party-item jp-party-connection' }, text);
+      item.dataset.access = c.access;
+      return item;
+    });
+    nodes.push(el('ul', { className: 'jp-party-list' }, ...connections));
+    nodes.push(el('div', { className: 'jp-party-subtitle' }, `Storage${seen.truncated ? ' (first 1,000 keys)' : ''}`));
+    nodes.push(el('ul', { className: 'jp-party-list' }, ...seen.storage.map(s => this.storedItem(room, s))));
+    this.inspectNode.replaceChildren(...nodes);
+  }
+
+  private storedItem(room: IRoom, stored: IStored): HTMLElement {
+    const item = el('li', { className: 'jp-party-item jp-party-stored' });
+    item.dataset.key = stored.key;
+    item.append(el('span', { className: 'jp-party-name' }, stored.key), ` ${stored.size} bytes`);
+    if (stored.json === undefined) {
+      item.append(el('pre', { className: 'jp-party-error' }, stored.bytes ?? ''));
+    } else {
+      const editor = el('textarea', { className: 'jp-party-value', value: stored.json, rows: 3 });
+      item.append(
+        editor,
+        this.button('save', async () => {
+          await this.api.store(room, stored.key, JSON.parse(editor.value));
+          this.say(`${stored.key} saved`);
+          await this.inspect(room);
+        })
+      );
+    }
+    item.append(
+      this.button('delete', async () => {
+        await this.api.unstore(room, stored.key);
+        this.say(`${stored.key} deleted`);
+        await this.inspect(room);
+      })
+    );
+    return item;
   }
 
   private renderWorkers(workers: IWorker[]): void {
