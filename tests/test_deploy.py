@@ -8,6 +8,7 @@ import textwrap
 import pytest
 from tornado.httpclient import HTTPClientError
 
+from conftest import eventually
 from jupyter_party.runtime.registry import Registry
 
 GREETER = """
@@ -47,7 +48,7 @@ def deploy(jp_fetch):
     return post
 
 
-async def test_deploy_and_hot_reload_keeps_storage(deploy, connect, party_config):
+async def test_deploy_and_hot_reload_keeps_storage(deploy, connect, party_config, http):
     status, result = await deploy("greeter", GREETER.replace("{greeting}", "hello"))
     assert status == 200 and result["closed"] == 0
     client = await connect("parties/greeter/lobby")
@@ -57,6 +58,24 @@ async def test_deploy_and_hot_reload_keeps_storage(deploy, connect, party_config
     assert await client.closed() == (1012, "party redeployed")
     again = await connect("parties/greeter/lobby")
     assert await again.recv() == "welcome back #2"  # new code, same storage
+    assert result["rooms"] == 1
+
+    async def deploy_steps() -> list[str]:
+        response = await http("party-api/parties/greeter/logs")
+        texts = [r["text"] for r in json.loads(response.body)["records"]]
+        return [text for text in texts if text.startswith("deploy:")]
+
+    # What the deploying cell shows: each step, then how many clients came back.
+    async def reported() -> bool:
+        return "deploy: 1 of 1 client(s) reconnected" in await deploy_steps()
+
+    await eventually(reported, message="the reconnection report")
+    steps = await deploy_steps()
+    assert steps[-3].startswith("deploy: staged and imported in ")
+    assert steps[-2:] == [
+        "deploy: 1 room(s) restarted, 1 client(s) reconnecting",
+        "deploy: 1 of 1 client(s) reconnected",
+    ]
     saved = Registry(party_config["parties_dir"])  # what a restarted server would load
     assert "greeter" in saved.names()
 

@@ -14,6 +14,7 @@ and the owner's, so a room is reached the same way from everywhere.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import zlib
@@ -33,6 +34,8 @@ log = logging.getLogger("jupyter_party")
 
 #: How long an event waits for a restarting worker before it is refused (1013 / 503).
 READY_TIMEOUT = 30.0
+#: How long after a redeploy the clients that were told to reconnect are counted.
+RECONNECT_WINDOW = 10.0
 
 
 def placement(party: str, room: str, workers: int) -> int:
@@ -133,6 +136,7 @@ class Router:
         self._conns = 0
         self._shared: dict[str, int] = {}  # open sockets per share grant
         self._paused: dict[str, float] = {}  # party -> monotonic time it may run again
+        self._reconnecting: dict[str, _Reconnects] = {}  # after a redeploy, by party
         #: Starts the workers on first use, if the host has not started them yet.
         self.starter: Callable[[], Awaitable[None]] | None = None
 
@@ -235,6 +239,9 @@ class Router:
         if self._sockets.get(socket.conn) is socket:
             socket.access = request["access"]
             metrics.CONNECTIONS.labels(socket.access).inc()
+        waiting = self._reconnecting.get(party)
+        if waiting is not None:
+            waiting.came_back()
         return socket
 
     def message(self, socket: Socket, data: str | bytes) -> asyncio.Future[None] | None:
@@ -326,12 +333,34 @@ class Router:
         return await self.call(self.place(party, room), "evict", party=party, room=room)
 
     async def deploy(self, name: str, source: str) -> dict[str, Any]:
-        """Deploy in worker 0 (which validates the source); the others then reload it."""
+        """Deploy in worker 0 (which validates the source); the others then reload it. The
+        party's log tells the deploying cell how many rooms restarted, and then how many of
+        the clients told to reconnect (1012) came back within RECONNECT_WINDOW seconds."""
         result = await self.call(0, "deploy", name=name, source=source)
-        if "error" not in result:
-            for worker in range(1, len(self._links)):
-                result["closed"] += (await self.call(worker, "reload", name=name))["closed"]
+        if "error" in result:
+            return result
+        for worker in range(1, len(self._links)):
+            reloaded = await self.call(worker, "reload", name=name)
+            result["rooms"] += reloaded["rooms"]
+            result["closed"] += reloaded["closed"]
+        rooms, closed = result["rooms"], result["closed"]
+        self.logs.record(
+            name, None, "log", f"deploy: {rooms} room(s) restarted, {closed} client(s) reconnecting"
+        )
+        if closed:
+            self._reconnecting[name] = waiting = _Reconnects(closed)
+            spawn(self._report_reconnects(name, waiting))
         return result
+
+    async def _report_reconnects(self, name: str, waiting: _Reconnects) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(waiting.done.wait(), RECONNECT_WINDOW)
+        if self._reconnecting.get(name) is waiting:
+            del self._reconnecting[name]
+        back = min(waiting.back, waiting.expected)
+        self.logs.record(
+            name, None, "log", f"deploy: {back} of {waiting.expected} client(s) reconnected"
+        )
 
     # -- what sessions do: `uplink(worker)` is worker `worker`'s view of these ---------------
 
@@ -450,6 +479,20 @@ class Router:
     def uplink(self, worker: int) -> Uplink:
         """Worker `worker`'s uplink, for an in-process session (`workers = 0`)."""
         return Uplink(self, worker)
+
+
+class _Reconnects:
+    """The clients a redeploy told to reconnect, and how many came back."""
+
+    __slots__ = ("back", "done", "expected")
+
+    def __init__(self, expected: int) -> None:
+        self.expected, self.back, self.done = expected, 0, asyncio.Event()
+
+    def came_back(self) -> None:
+        self.back += 1
+        if self.back >= self.expected:
+            self.done.set()
 
 
 class _Relay:

@@ -344,16 +344,25 @@ class Session:
             return {"name": name, "error": str(error)}, b""
 
     async def _op_deploy(self, name: str, source: str, payload: bytes) -> Any:
+        """Import a new version in this process (the deploy is refused if that fails), store
+        it, and restart the party's rooms here; the deploying cell sees each step."""
+        start = time.monotonic()
         try:
             self.registry.deploy(name, source)
         except DeployError as error:
             return {"error": str(error), "traceback": error.traceback}, b""
-        closed = await self.host.reload(name)
-        return {"path": self.registry.source(name), "closed": closed}, b""
+        self._uplink.record(
+            name, None, "log", f"deploy: staged and imported in {time.monotonic() - start:.2f} s"
+        )
+        return {"path": self.registry.source(name), **await self._reload(name)}, b""
 
     async def _op_reload(self, name: str, payload: bytes) -> Any:
         self.registry.reload(name)
-        return {"closed": await self.host.reload(name)}, b""
+        return await self._reload(name), b""
+
+    async def _reload(self, name: str) -> dict[str, int]:
+        rooms = sum(1 for party, _ in self.host.rooms if party == name)
+        return {"rooms": rooms, "closed": await self.host.reload(name)}
 
     async def _op_evict(self, party: str, room: str, payload: bytes) -> Any:
         return await self.host.evict(party, room), b""

@@ -128,7 +128,13 @@ class DeployHandler(_AdminHandler):
             return
         closed = result["closed"]
         self.finish(
-            {"name": name, "path": result["path"], "reloaded": closed > 0, "closed": closed}
+            {
+                "name": name,
+                "path": result["path"],
+                "reloaded": closed > 0,
+                "rooms": result["rooms"],
+                "closed": closed,
+            }
         )
 
 
