@@ -515,6 +515,7 @@ def test_serve_cli_flags(tmp_path):
         status, body = request(port, "GET", "/party-api/rooms")
         assert len(json.loads(body)["workers"]) == 2
         assert "2 worker process(es)" in server.log()
+        assert f":{port}/parties?token=" in server.log()  # the party home page
         status, body = request(port, "POST", "/parties/echo/room-1", b"ping")
         assert status == 200, body
         assert json.loads(body) == {"room": "room-1", "echo": "ping"}
