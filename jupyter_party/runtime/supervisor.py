@@ -215,12 +215,12 @@ class Supervisor:
             what = f"ran over handler_timeout ({self._timeout:g} s)"
         elif returncode is not None and returncode < 0:
             what = f"crashed its worker ({signal.Signals(-returncode).name})"
-        elif returncode is not None:
-            what = f"ended its worker (exit code {returncode})"
         else:
-            what = "stopped its worker from starting"
+            what = f"ended its worker (exit code {returncode})"
         party = room = None
-        if step is not None:
+        if returncode is None:  # it never answered HELLO
+            reason = f"party worker {worker.index} failed to start"
+        elif step is not None:
             party, room, hook, _ = step
             where = f" room {room!r}" if room else ""
             reason = f"{hook} of party {party!r}{where} {what}"
