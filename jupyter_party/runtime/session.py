@@ -103,6 +103,7 @@ class Session:
         self._uplink = uplink
         self._members: dict[int, _Member] = {}
         self._sockets: dict[int, LocalSocket] = {}  # party code's own sockets to other rooms
+        self._reporting: asyncio.Task[None] | None = None
         self.registry = registry
         self.host = Host(
             registry,
@@ -121,7 +122,8 @@ class Session:
         self._reporting = spawn(self._report())
 
     async def close(self) -> None:
-        self._reporting.cancel()
+        if self._reporting is not None:
+            self._reporting.cancel()
         await self.host.close()
 
     async def _report(self) -> None:
