@@ -62,6 +62,7 @@ class Client(asyncio.Protocol):
         self.buf = b""
         self.count = 0
         self.tag: Any = None
+        self.sent = 0  # perf_counter_ns of the last message sent (the cpu scenario)
         self.on_frames: Callable[[Client, list[bytes]], None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -141,6 +142,7 @@ class Load:
         self.headers = spec.get("headers", {})
         self.clients: list[Client] = []
         self.server = ServerStats(spec.get("server_pids", []))
+        self.warm_up_rounds = 0  # the most warm-up rounds one all_in_room needed
 
     def url(self, room: str) -> str:
         return f"{self.prefix}{room}{self.query}"
@@ -169,6 +171,48 @@ class Load:
             client.abort()
         self.clients = []
 
+    async def all_in_room(
+        self, senders: list[Client], receivers: list[Client], timeout: float = 60.0
+    ) -> int:
+        """Warm-up: a message from every sender must reach every receiver, proving all are in
+        the room; returns how many receivers it never reached within `timeout`.
+
+        A 101 does not prove it: the room admits a socket (`on_connect`) after the handshake,
+        and with rooms in a worker process a broadcast handled meanwhile misses the socket. So
+        warm-up rounds, each tagged with its number, are repeated until one reaches everyone
+        (a round's messages reach a receiver after those of every earlier round, so none of
+        them is still on its way when the measured window starts)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        attempt, missing = 0, len(receivers)
+        while True:
+            tag = b"warm-%d-" % attempt
+            seen: dict[Client | None, int] = {}  # None: how many receivers are complete
+            done = loop.create_future()
+
+            def on_frames(client: Client, payloads: list[bytes], tag=tag, seen=seen, done=done):
+                before = seen.get(client, 0)
+                seen[client] = n = before + sum(1 for p in payloads if p.startswith(tag))
+                if before < len(senders) <= n:  # this receiver is complete
+                    seen[None] = seen.get(None, 0) + 1
+                    if seen[None] == len(receivers) and not done.done():
+                        done.set_result(None)
+
+            for c in receivers:
+                c.on_frames = on_frames
+            for i, s in enumerate(senders):
+                s.send(tag + b"%d" % i)
+            wait = min(0.5 * 2**attempt, deadline - loop.time())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done, max(wait, 0.01))
+            missing = len(receivers) - seen.get(None, 0)
+            if not missing or loop.time() >= deadline:
+                self.warm_up_rounds = max(self.warm_up_rounds, attempt + 1)
+                for c in receivers:
+                    c.on_frames = None
+                return missing
+            attempt += 1
+
     # -- scenarios ----------------------------------------------------------------------------
 
     async def fanout(self) -> dict[str, Any]:
@@ -184,21 +228,19 @@ class Load:
             receivers = await self.connect_many([room] * receivers_n, 50)
             senders = await self.connect_many([room] * senders_n, 50)
             everyone = receivers + senders
-            state: dict[str, Any] = {"target": receivers_n * senders_n, "total": 0}
-            state["done"] = asyncio.get_running_loop().create_future()
+            state: dict[str, Any] = {}
 
             def counted(client: Client, payloads: list[bytes], state=state) -> None:
                 state["total"] += len(payloads)
                 if state["total"] >= state["target"] and not state["done"].done():
                     state["done"].set_result(None)
 
+            # Warm-up: a message of every sender must reach every receiver before the clock runs.
+            if missing := await self.all_in_room(senders, receivers, timeout):
+                raise RuntimeError(f"warm-up never reached {missing} of the receivers")
+            await asyncio.sleep(0.2)
             for c in receivers:
                 c.on_frames = counted
-            # Warm-up: one message per sender must reach every receiver before the clock runs.
-            for i, s in enumerate(senders):
-                s.send(b"warm-%d" % i)
-            await asyncio.wait_for(state["done"], timeout)
-            await asyncio.sleep(0.2)
             state["total"] = 0
             state["target"] = receivers_n * senders_n * messages
             state["done"] = done = asyncio.get_running_loop().create_future()
@@ -241,23 +283,17 @@ class Load:
         receivers = await self.connect_many([room] * spec["receivers"], 50)
         sender = await self.connect(room)
         samples: list[int] = []
-        warm = asyncio.get_running_loop().create_future()
-        seen = {"n": 0}
 
         def on_frames(client: Client, payloads: list[bytes]) -> None:
             now = time.perf_counter_ns()
             for p in payloads:
                 if p.startswith(b"t"):
                     samples.append(now - int(p[1:20]))
-                else:
-                    seen["n"] += 1
-                    if seen["n"] == len(receivers) and not warm.done():
-                        warm.set_result(None)
 
+        if missing := await self.all_in_room([sender], receivers, 30):
+            raise RuntimeError(f"warm-up never reached {missing} of the receivers")
         for c in receivers:
             c.on_frames = on_frames
-        sender.send(b"warm")
-        await asyncio.wait_for(warm, 30)
         rate, seconds = spec["rate"], spec["seconds"]
         total = int(rate * seconds)
         pad = b"x" * 64
@@ -295,29 +331,14 @@ class Load:
         first = await self.connect(room)
         first.send(b"hello")
         await asyncio.sleep(1.0)
-        before = self.server.rss()
+        before, before_children = self.server.rss(), self.server.rss(children_only=True)
         t0 = time.perf_counter()
         clients = [first, *await self.connect_many([room] * (n - 1), spec.get("concurrency", 64))]
         connect_s = time.perf_counter() - t0
-        got = {"n": 0}
-        done = asyncio.get_running_loop().create_future()
-
-        def on_frames(client: Client, payloads: list[bytes]) -> None:
-            got["n"] += 1
-            if got["n"] >= n and not done.done():
-                done.set_result(None)
-
-        for c in clients:
-            c.count = 0
-            c.on_frames = on_frames
-        first.send(b"everyone")
-        lost = 0
-        try:
-            await asyncio.wait_for(done, 60)
-        except TimeoutError:
-            lost = n - got["n"]
+        # Every connection is in the room (one broadcast, repeated if need be, reached it).
+        lost = await self.all_in_room([first], clients, 60)
         await asyncio.sleep(2.0)
-        after = self.server.rss()
+        after, after_children = self.server.rss(), self.server.rss(children_only=True)
         self.close_all()
         return {
             "connections": n,
@@ -325,6 +346,8 @@ class Load:
             "rss_before_mb": before / 2**20,
             "rss_after_mb": after / 2**20,
             "kb_per_connection": (after - before) / (n - 1) / 1024,
+            # of which in the server's child processes (party workers, workerd)
+            "children_kb_per_connection": (after_children - before_children) / (n - 1) / 1024,
             "connect_per_s": (n - 1) / connect_s,
         }
 
@@ -386,6 +409,12 @@ class Load:
                 if state["total"] >= state["target"] and not state["done"].done():
                     state["done"].set_result(None)
 
+            # Every receiver is in the room once the server's sync step 1 reached it (sent by
+            # `on_connect`); then the first update must reach everyone.
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + 30
+            while any(c.count == 0 for c in [*receivers, sender]) and loop.time() < deadline:
+                await asyncio.sleep(0.01)
             for c in receivers:
                 c.on_frames = on_frames
             sender.send(frames[0], BINARY)  # warm-up: the first update reaches everyone
@@ -452,6 +481,70 @@ class Load:
             **w.cpu,
         }
 
+    async def cpu(self) -> dict[str, Any]:
+        """`clients_per_room` clients in each of the rooms `room_names` (a CPU-bound party: each
+        message costs its handler ~2 ms of Python, then the room gets the reply). Closed loop:
+        each client sends its next message as soon as the reply to its last one arrives, for
+        `seconds`; messages/s handled, and each message's round trip."""
+        spec = self.spec
+        rooms, per_room, seconds = spec["room_names"], spec["clients_per_room"], spec["seconds"]
+        clients = await self.connect_many([room for room in rooms for _ in range(per_room)], 50)
+        loop = asyncio.get_running_loop()
+        state: dict[str, Any] = {"running": True, "handled": 0, "pending": len(clients)}
+        state["idle"] = loop.create_future()
+        latencies: list[int] = []
+
+        def on_frames(client: Client, payloads: list[bytes]) -> None:
+            tag = client.tag
+            for p in payloads:
+                if not p.startswith(tag):  # a reply to another client of the room
+                    continue
+                now = time.perf_counter_ns()
+                latencies.append(now - client.sent)
+                state["handled"] += 1
+                if state["running"]:
+                    client.sent = now
+                    client.send(tag + b"%d" % state["handled"])
+                else:
+                    state["pending"] -= 1
+                    if not state["pending"] and not state["idle"].done():
+                        state["idle"].set_result(None)
+
+        for i, c in enumerate(clients):
+            c.tag = b"c%d:" % i  # the room's reply is the message itself
+            c.on_frames = on_frames
+        # Warm-up: every room has started (in its worker) and every client had a reply.
+        warm = [loop.create_future() for _ in clients]
+        for c, got in zip(clients, warm, strict=True):
+            c.on_frames = lambda c, p, got=got: (
+                got.done() or not any(x.startswith(c.tag) for x in p) or got.set_result(None)
+            )
+            c.send(c.tag + b"warm")
+        await asyncio.wait_for(asyncio.gather(*warm), 60)
+        await asyncio.sleep(0.5)  # the other clients' warm-up replies are through
+        for c in clients:
+            c.on_frames = on_frames
+        with self.window() as w:
+            for c in clients:
+                c.sent = time.perf_counter_ns()
+                c.send(c.tag + b"0")
+            await asyncio.sleep(seconds)
+            handled = state["handled"]
+            state["running"] = False
+        await asyncio.wait_for(state["idle"], 60)  # the last replies: the server is idle again
+        self.close_all()
+        ms = sorted(n / 1e6 for n in latencies)
+        return {
+            "clients": len(clients),
+            "messages": handled,
+            "messages_per_s": handled / w.wall,
+            "server_cpu_ms_per_msg": w.cpu_s["server"] * 1000 / max(handled, 1),
+            "loadgen_cpu_ms_per_msg": w.cpu_s["loadgen"] * 1000 / max(handled, 1),
+            "p50_ms": pct(ms, 50),
+            "p99_ms": pct(ms, 99),
+            **w.cpu,
+        }
+
     @contextlib.contextmanager
     def window(self):
         w = Window(self.server)
@@ -463,27 +556,39 @@ class Load:
 
 
 class ServerStats:
-    """CPU time and RSS of the server processes (each with its children, e.g. workerd)."""
+    """CPU time and RSS of the server processes, each with all its descendants (PartyKit's
+    workerd, jupyter-party's party workers), looked up again at each reading: a worker
+    started (or restarted) since is counted."""
 
     def __init__(self, pids: list[int]) -> None:
-        self.procs = []
+        self.roots = []
         if psutil is not None:
             for pid in pids:
                 with contextlib.suppress(psutil.Error):
-                    proc = psutil.Process(pid)
-                    self.procs += [proc, *proc.children(recursive=True)]
+                    self.roots.append(psutil.Process(pid))
+        self._known: dict[int, psutil.Process] = {}
+
+    def procs(self, children_only: bool = False) -> list[Any]:
+        out = []
+        for root in self.roots:
+            with contextlib.suppress(psutil.Error):
+                tree = root.children(recursive=True)
+                for proc in tree if children_only else [root, *tree]:
+                    # Keep one Process object per pid (psutil checks it is still the same one).
+                    out.append(self._known.setdefault(proc.pid, proc))
+        return out
 
     def cpu(self) -> float:
         total = 0.0
-        for proc in self.procs:
+        for proc in self.procs():
             with contextlib.suppress(psutil.Error):
                 times = proc.cpu_times()
                 total += times.user + times.system
         return total
 
-    def rss(self) -> int:
+    def rss(self, children_only: bool = False) -> int:
         total = 0
-        for proc in self.procs:
+        for proc in self.procs(children_only):
             with contextlib.suppress(psutil.Error):
                 total += proc.memory_info().rss
         return total
@@ -499,13 +604,35 @@ class Window:
 
     def start(self) -> None:
         self.t0, self.c0, self.s0 = time.perf_counter(), time.process_time(), self.server.cpu()
+        self.m0 = machine_busy()
 
     def stop(self) -> None:
         self.wall = time.perf_counter() - self.t0
-        self.cpu = {
-            "loadgen_cpu_pct": 100 * (time.process_time() - self.c0) / self.wall,
-            "server_cpu_pct": 100 * (self.server.cpu() - self.s0) / self.wall,
+        self.cpu_s = {
+            "loadgen": time.process_time() - self.c0,
+            "server": self.server.cpu() - self.s0,
         }
+        self.cpu = {
+            "loadgen_cpu_pct": 100 * self.cpu_s["loadgen"] / self.wall,
+            "server_cpu_pct": 100 * self.cpu_s["server"] / self.wall,
+        }
+        if self.m0 is not None:  # the rest of the machine: other work competing for cores
+            others = machine_busy() - self.m0 - self.cpu_s["loadgen"] - self.cpu_s["server"]
+            self.cpu["others_cpu_pct"] = max(0.0, 100 * others / self.wall)
+
+
+def machine_busy() -> float | None:
+    """CPU seconds the whole machine spent busy (every core; stolen time counts as busy)."""
+    if psutil is None:
+        return None
+    t = psutil.cpu_times()
+    return (
+        sum(t)
+        - t.idle
+        - getattr(t, "iowait", 0.0)
+        - getattr(t, "guest", 0.0)
+        - getattr(t, "guest_nice", 0.0)
+    )
 
 
 def varuint(n: int) -> bytes:
@@ -543,7 +670,10 @@ def summarize(rounds: list[dict[str, Any]], key: str) -> dict[str, Any]:
 async def main(spec: dict[str, Any]) -> dict[str, Any]:
     load = Load(spec)
     try:
-        return await getattr(load, spec["scenario"])()
+        result = await getattr(load, spec["scenario"])()
+        if load.warm_up_rounds:
+            result["warm_up_rounds"] = load.warm_up_rounds
+        return result
     finally:
         load.close_all()
 

@@ -2,9 +2,10 @@
 
     python benchmarks/memprofile.py [N]
 
-Starts `jupyter party serve` with PYTHONTRACEMALLOC=1 (slow: for attribution, not for
-figures), opens N idle connections to one room and prints the allocation sites that grew, in
-bytes per connection. The RSS figures come from `run.py` (scenario idle_1k).
+Starts `jupyter party serve --workers 0` (rooms in the server process, which holds the
+sockets) with PYTHONTRACEMALLOC=1 (slow: for attribution, not for figures), opens N idle
+connections to one room and prints the allocation sites that grew, in bytes per connection.
+The RSS figures come from `run.py` (scenario idle_1k).
 """
 
 from __future__ import annotations
@@ -47,7 +48,10 @@ async def probe(server: ServerProcess, n: int) -> dict:
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     with tempfile.TemporaryDirectory() as tmp:
-        server = ServerProcess("jupyter-party", "bcast", Path(tmp))
+        # The probe party reads the heap of the process it runs in: with rooms in the server
+        # process (workers = 0), that is the one holding the sockets. (With workers, each
+        # connection also costs its worker under 1 KB: see README.md, scenario idle_1k.)
+        server = ServerProcess("jupyter-party-inproc", "bcast", Path(tmp))
         server.env["PYTHONTRACEMALLOC"] = "1"
         try:
             server.start()

@@ -21,6 +21,14 @@ SCENARIOS = {
     "fanout_10": "deliveries_per_s",
     "idle_10k": "kb_per_connection",
     "storage": "puts_per_s",
+    "cpu": "messages_per_s",
+}
+# jupyter-party's variants by scenario: rooms in the server process (workers = 0), 2 workers.
+VARIANTS = {
+    "fanout_1": "jupyter-party-inproc",
+    "paced": "jupyter-party-inproc",
+    "fanout_10": "jupyter-party-inproc",
+    "cpu": "jupyter-party-workers2",
 }
 
 
@@ -44,6 +52,10 @@ def test_benchmarks_quick(tmp_path):
         assert "jupyter-party" in servers, name
         if name in ("fanout_1", "coldstart", "paced", "fanout_10"):
             assert "tornado-naive" in servers, name  # a baseline that needs no install
+        if name in VARIANTS:
+            assert VARIANTS[name] in servers, name
+        # The server's whole process tree is measured: with workers, the worker(s) too.
+        assert servers["jupyter-party"]["server_processes"] >= 2, name
         for server, result in servers.items():
             where = f"{name}/{server}: {result}"
             assert "error" not in result, where
@@ -58,3 +70,10 @@ def test_benchmarks_quick(tmp_path):
             for server, ratio in scenario["ratios"].items():
                 assert ratio > 0, (name, server)
     assert "jupyter-party" in document["scenarios"]["crdt"]["servers"]
+    cpu = document["scenarios"]["cpu"]
+    assert cpu["work_per_message"]["loops"] > 0
+    sizes = cpu["sizes"]
+    for server, workers in (("jupyter-party", 1), ("jupyter-party-workers2", 2)):
+        placed = cpu["servers"][server]["rooms_per_worker"]
+        assert len(placed) == workers and sum(placed) == sizes["rooms"], (server, placed)
+        assert cpu["servers"][server]["server_processes"] == 1 + workers, server
