@@ -399,3 +399,17 @@ async def test_a_party_may_open_a_room_to_the_public(connect, http):
     assert (await member.recv_json())["access"] == "write"
     unknown = await connect("parties/nosuchparty/r", auth=False)  # strangers learn nothing
     assert (await unknown.closed())[0] == 4401
+
+
+async def test_a_client_with_its_handshake_is_in_the_room(connect):
+    # The room admits a socket (and runs on_connect) before the 101: a broadcast sent right
+    # after the client's handshake completed reaches it, whichever worker runs the room.
+    sender = await connect("parties/probe/handshake?_pk=sender")
+    await sender.recv_json()
+    for n in range(20):
+        late = await connect(f"parties/probe/handshake?_pk=late{n}")
+        await sender.send({"op": "blast", "count": 1, "size": 1})
+        seen = [await late.recv() for _ in range(2)]  # its welcome, then the blast
+        assert json.loads(seen[0])["type"] == "welcome" and seen[1] == "0:x", seen
+        assert await sender.recv() == "0:x"
+        assert (await sender.recv_json())["type"] == "blasted"

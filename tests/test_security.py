@@ -252,7 +252,7 @@ async def test_awareness_floods_from_a_read_link_are_bounded(share, connect):
 
 @pytest.mark.party_config(room_idle_timeout=0.01)
 async def test_y_sessions_give_their_memory_back(connect, http):
-    rooms = [f"mem{i}" for i in range(10)]
+    rooms = [f"mem{i}" for i in range(60)]  # each visited again well after its eviction
     for room in rooms:  # each room's document holds 20 KB of text
         client = await YClient(await connect(f"parties/ydoc/{room}")).sync()
         await client.edit(lambda doc: doc.get("text", type=Text).__iadd__("x" * 20_000))
@@ -261,7 +261,7 @@ async def test_y_sessions_give_their_memory_back(connect, http):
 
     async def sessions(count: int) -> None:
         for n in range(count):  # connect, sync, leave; the idle room is evicted meanwhile
-            client = await YClient(await connect(f"parties/ydoc/{rooms[n % 10]}")).sync()
+            client = await YClient(await connect(f"parties/ydoc/{rooms[n % len(rooms)]}")).sync()
             client.ws.close()
 
     async def instances() -> int:

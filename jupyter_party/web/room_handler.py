@@ -30,7 +30,6 @@ from ..runtime.room import maybe_await
 from ..runtime.router import Refused as RoomRefused
 from ..runtime.router import Socket
 from ..runtime.shares import Grant, ShareError
-from ..runtime.tasks import spawn
 from .services import SETTING, PartyServices
 
 #: The query parameter carrying a share token. Jupyter's access log hides any parameter whose
@@ -55,19 +54,43 @@ def _refuse(status: int, code: int, message: str) -> Refused:
 
 
 class _SocketTransport:
-    """Writes pre-framed messages straight to the socket's stream (see protocol/frames.py)."""
+    """Writes pre-framed messages straight to the socket's stream (see protocol/frames.py).
 
-    __slots__ = ("_handler",)
+    The room admits the socket before the handshake is answered, so a client that has its
+    101 is in the room: what the room sends before the upgrade waits here until it is done.
+    """
+
+    __slots__ = ("_early", "_handler")
 
     def __init__(self, handler: RoomHandler) -> None:
         self._handler = handler
+        self._early: list[bytes | tuple[int, str]] | None = []  # None once upgraded
 
     def write(self, batch: list[Outgoing]) -> Any:
         data = batch[0].frame if len(batch) == 1 else b"".join([m.frame for m in batch])
+        if self._early is not None:
+            self._early.append(data)
+            return None
         return self._handler.ws_connection.stream.write(data)
 
     def close(self, code: int, reason: str) -> None:
-        self._handler.close(code, reason)
+        if self._early is not None:
+            self._early.append((code, reason))
+        else:
+            self._handler.close(code, reason)
+
+    @property
+    def upgraded(self) -> bool:
+        return self._early is None
+
+    def upgrade(self) -> None:
+        """The handshake is done: send what waited, in order."""
+        early, self._early = self._early or [], None
+        for item in early:
+            if isinstance(item, tuple):
+                self.close(*item)
+                return
+            self._handler.ws_connection.stream.write(item)
 
 
 class RoomHandler(WebSocketHandler, JupyterHandler):
@@ -87,7 +110,7 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
         self._grant: Grant | None = None
         self._limited = True  # rate limits apply (a guest, or limit_owner)
         self._expiry: asyncio.TimerHandle | None = None
-        self._opened = asyncio.Event()
+        self._transport = _SocketTransport(self)
 
     # -- HTTP -------------------------------------------------------------------------------
 
@@ -176,42 +199,46 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
             if "refuse" in verdict:
                 status, code, message = verdict["refuse"]
                 raise _refuse(status, code, message)
-            self._request, self._party_limits = verdict["request"], verdict["party"]
+            self._party_limits = verdict["party"]
+            await self._join(verdict["request"])
         except Refused as refused:
             self._refusal = refused
         except Overloaded as error:
             self._refusal = _refuse(503, CloseCode.OVERLOADED, str(error))
-        await WebSocketHandler.get(self)
-
-    async def open(self, *args: Any) -> None:
         try:
-            if self._refusal is not None:
-                self.close(self._refusal.code, str(self._refusal))
-                return
-            where, request = self._where, self._request
-            grant, router = self._grant, self.parties.router
-            if grant and router.shared(grant.id) >= self.parties.limits.max_connections_per_share:
-                self.close(CloseCode.OVERLOADED, "too many connections on this share link")
-                return
-            limit = self._party_limits.get("send_buffer_limit")
-            self._socket = await self.parties.router.open(
-                _SocketTransport(self),
+            await WebSocketHandler.get(self)  # returns once the socket is closed
+        finally:
+            if self._socket is not None and not self._transport.upgraded:  # no handshake
+                socket, self._socket = self._socket, None
+                self.parties.router.closed(socket, 1006, "the handshake failed")
+
+    async def _join(self, request: dict[str, Any]) -> None:
+        """Admit the socket to its room (`on_connect` runs) before the handshake is answered.
+        Raises Refused."""
+        where, grant, router = self._where, self._grant, self.parties.router
+        if grant and router.shared(grant.id) >= self.parties.limits.max_connections_per_share:
+            raise _refuse(503, CloseCode.OVERLOADED, "too many connections on this share link")
+        limit = self._party_limits.get("send_buffer_limit")
+        try:
+            self._socket = await router.open(
+                self._transport,
                 where.party,
                 where.room,
                 request["query"].get("_pk") or uuid.uuid4().hex,
                 request,
-                share_id=self._grant.id if self._grant else None,
+                share_id=grant.id if grant else None,
                 send_buffer_limit=limit or self.parties.limits.send_buffer_limit,
             )
-            if self._grant is not None:  # the link's expiry ends the socket too
-                left = self._grant.expires - self.parties.shares.clock()
-                self._expiry = asyncio.get_running_loop().call_later(left, self._expired)
         except RoomRefused as refused:
-            self.close(refused.code, str(refused))
-        except Overloaded as error:
-            self.close(CloseCode.OVERLOADED, str(error))
-        finally:
-            self._opened.set()
+            raise _refuse(403, refused.code, str(refused)) from None
+        if grant is not None:  # the link's expiry ends the socket too
+            left = grant.expires - self.parties.shares.clock()
+            self._expiry = asyncio.get_running_loop().call_later(left, self._expired)
+
+    def open(self, *args: Any) -> None:
+        self._transport.upgrade()
+        if self._refusal is not None:
+            self.close(self._refusal.code, str(self._refusal))
 
     def _expired(self) -> None:
         if self._socket is not None:
@@ -237,14 +264,9 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
     def on_close(self) -> None:
         if self._expiry is not None:
             self._expiry.cancel()
-        spawn(self._leave())
-
-    async def _leave(self) -> None:
-        await self._opened.wait()  # a client may hang up while on_connect still runs
         socket, self._socket = self._socket, None
         if socket is not None:
-            code, reason = self.close_code or 1005, self.close_reason or ""
-            self.parties.router.closed(socket, code, reason)
+            self.parties.router.closed(socket, self.close_code or 1005, self.close_reason or "")
 
     # -- identity ---------------------------------------------------------------------------
 
