@@ -31,6 +31,19 @@ def test_any_split_of_the_stream_gives_the_same_frames(payloads, chunk):
     assert [(f.header[0], f.payload) for f in frames] == list(enumerate(payloads))
 
 
+def test_the_per_message_kinds_have_packed_headers():
+    data = wire.encode(wire.MESSAGE, [2**32 - 1, True], "ü".encode())
+    data += wire.encode(wire.SEND, [1, False], b"\x00")
+    data += wire.encode(wire.ACK, [7, 2**40])
+    assert len(wire.encode(wire.ACK, [7, 1])) == 9 + 12  # no JSON on the hot path
+    frames = wire.Decoder().feed(data)
+    assert [(f.kind, f.header, f.payload) for f in frames] == [
+        (wire.MESSAGE, [2**32 - 1, True], "ü".encode()),
+        (wire.SEND, [1, False], b"\x00"),
+        (wire.ACK, [7, 2**40], b""),
+    ]
+
+
 def test_text_and_unicode_headers_survive():
     (frame,) = wire.Decoder().feed(wire.encode(wire.LOG, ["p", "r\u00e9", "print", "ü \n x"]))
     assert frame.header == ["p", "r\u00e9", "print", "ü \n x"]

@@ -7,8 +7,9 @@ Every frame is
 
     u32 length of the rest | u8 kind | u32 header length | header (JSON) | payload (raw bytes)
 
-The header is a small JSON array whose fields depend on the kind (see docs/architecture.md);
-the payload carries message data and HTTP bodies untouched, so they are never re-encoded.
+The header is a small JSON array whose fields depend on the kind (see docs/architecture.md),
+except for the kinds sent once per message (MESSAGE, SEND, ACK), whose fixed fields are packed
+in binary; the payload carries message data and HTTP bodies untouched, never re-encoded.
 Both ends send `HELLO [version, ...]` first; a peer speaking another version is refused.
 """
 
@@ -40,6 +41,12 @@ RECORD = 14  # room side: [logger, level, message, traceback]  a log record made
 STATS = 15  # room side: [rooms, commit_seconds]  live rooms, and storage commit times since
 
 _HEAD = struct.Struct("<IBI")
+# Headers of the kinds sent once per message: packed, not JSON (the hot path).
+_PACKED = {
+    MESSAGE: struct.Struct("<I?"),  # conn, text
+    SEND: struct.Struct("<I?"),
+    ACK: struct.Struct("<IQ"),  # conn, cost
+}
 
 
 class Frame(NamedTuple):
@@ -50,7 +57,11 @@ class Frame(NamedTuple):
 
 def encode(kind: int, header: list[Any], payload: bytes = b"") -> bytes:
     """One frame."""
-    head = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    packer = _PACKED.get(kind)
+    if packer is not None:
+        head = packer.pack(*header)
+    else:
+        head = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
     return _HEAD.pack(5 + len(head) + len(payload), kind, len(head)) + head + payload
 
 
@@ -80,9 +91,15 @@ class Decoder:
             start = offset + 9
             if start + head > end:
                 raise ProtocolError("header longer than its frame")
+            packer = _PACKED.get(kind)
             try:
-                header = json.loads(buffer[start : start + head])
-            except ValueError as error:
+                if packer is not None:
+                    if head != packer.size:
+                        raise ProtocolError(f"a kind {kind} header is {packer.size} bytes")
+                    header = list(packer.unpack_from(buffer, start))
+                else:
+                    header = json.loads(buffer[start : start + head])
+            except (ValueError, struct.error) as error:
                 raise ProtocolError(f"bad header: {error}") from None
             offset = end
             frames.append(Frame(kind, header, bytes(buffer[start + head : end])))
