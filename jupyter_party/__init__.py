@@ -7,6 +7,7 @@ from .client import (
     connect_blocking,
     deploy,
     doc,
+    host,
     logs,
     share_link,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "connect_blocking",
     "deploy",
     "doc",
+    "host",
     "logs",
     "share_link",
     "show",

@@ -7,18 +7,16 @@ import asyncio
 import importlib.util
 import sys
 import textwrap
-import time
 from typing import Any
 
 import pytest
 
 import jupyter_party
-from conftest import eventually
+from conftest import eventually, output_text
 from jupyter_party.cli import main as cli_main
 from jupyter_party.client import DeployError, DeployResult
 
 TIMEOUT = 10.0
-KERNEL_TIMEOUT = 90.0
 
 ECHOER = """
 from jupyter_party import Server
@@ -154,84 +152,6 @@ async def test_cli_deploy(tmp_path, url, token, capsys):
 
 
 # -- two real kernels -------------------------------------------------------------------------
-
-
-class Kernel:
-    """A real ipykernel; every iopub message is recorded in `messages`."""
-
-    def __init__(self, manager, client) -> None:
-        self.manager, self.client = manager, client
-        self.messages: list[dict] = []
-        self._reader = asyncio.ensure_future(self._read())
-
-    async def _read(self) -> None:
-        while True:
-            self.messages.append(await self.client.get_iopub_msg())
-
-    def outputs(self, msg_id: str) -> list[dict]:
-        return [m for m in self.messages if m["parent_header"].get("msg_id") == msg_id]
-
-    async def run(self, code: str, timeout: float = 60.0) -> tuple[str, str]:
-        """Execute a cell; returns (msg_id, its output text). Fails the test on an error."""
-        msg_id = self.client.execute(textwrap.dedent(code))
-        deadline = time.monotonic() + timeout
-        while True:
-            reply = await self.client.get_shell_msg(timeout=max(deadline - time.monotonic(), 1))
-            if reply["parent_header"].get("msg_id") == msg_id:
-                break
-        await eventually(
-            lambda: any(
-                m["msg_type"] == "status"
-                and m["content"]["execution_state"] == "idle"
-                and m["parent_header"].get("msg_id") == msg_id
-                for m in self.messages
-            ),
-            message="kernel idle",
-        )
-        text = output_text(self.outputs(msg_id))
-        if reply["content"]["status"] != "ok":
-            pytest.fail(f"cell failed:\n{code}\n{text}")
-        return msg_id, text
-
-    async def stop(self) -> None:
-        self._reader.cancel()
-        self.client.stop_channels()
-        await self.manager.shutdown_kernel(now=True)
-
-
-def output_text(messages: list[dict]) -> str:
-    parts = []
-    for message in messages:
-        content = message["content"]
-        if message["msg_type"] == "stream":
-            parts.append(content["text"])
-        elif message["msg_type"] in ("display_data", "update_display_data", "execute_result"):
-            parts.append(content["data"].get("text/plain", ""))
-        elif message["msg_type"] == "error":
-            parts.append("\n".join(content["traceback"]))
-    return "\n".join(parts)
-
-
-@pytest.fixture
-def kernels(jp_asyncio_loop):
-    """`await start()`: a started kernel of this Python (/work/venv), stopped after the test."""
-    from jupyter_client import AsyncKernelManager
-
-    started: list[Kernel] = []
-
-    async def start() -> Kernel:
-        manager = AsyncKernelManager(kernel_name="python3")
-        await manager.start_kernel()
-        client = manager.client()
-        client.start_channels()
-        await client.wait_for_ready(timeout=KERNEL_TIMEOUT)
-        kernel = Kernel(manager, client)
-        started.append(kernel)
-        return kernel
-
-    yield start
-    for kernel in started:
-        jp_asyncio_loop.run_until_complete(kernel.stop())
 
 
 def party_cell(name: str, source: str, server: str, token: str) -> str:

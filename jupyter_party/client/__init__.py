@@ -2,6 +2,7 @@
 
 from .deploy import DeployError, DeployResult, deploy
 from .discovery import ServerInfo, ServerNotFound, find_server
+from .hosting import HostedParty, HostError, host
 from .logs import logs
 from .room import BlockingRoomClient, RoomClient, RoomResponse, connect, connect_blocking
 from .share import ShareLinkError, share_link
@@ -13,6 +14,8 @@ __all__ = [
     "DeployError",
     "DeployResult",
     "DocumentRecreated",
+    "HostError",
+    "HostedParty",
     "RoomClient",
     "RoomDoc",
     "RoomRefused",
@@ -26,6 +29,7 @@ __all__ = [
     "doc",
     "doc_blocking",
     "find_server",
+    "host",
     "logs",
     "share_link",
 ]

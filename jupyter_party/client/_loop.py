@@ -24,6 +24,15 @@ def _background_loop() -> asyncio.AbstractEventLoop:
         return _background
 
 
+def client_loop() -> asyncio.AbstractEventLoop:
+    """The loop clients run on: this thread's running loop (a kernel's), else the background
+    loop."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return _background_loop()
+
+
 async def wait_first(*events: asyncio.Event) -> None:
     """Wait until any of `events` is set."""
     waiters = [asyncio.ensure_future(event.wait()) for event in events]

@@ -14,15 +14,13 @@ from __future__ import annotations
 import ast
 import contextlib
 import inspect
-import json
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from .admin import AdminError, admin_call
 from .discovery import ServerInfo, find_server
 
 _NAME = re.compile(r"^[a-z0-9_-]{1,64}$")
@@ -140,27 +138,13 @@ def deploy(
 
 def post_deploy(info: ServerInfo, name: str, source: str, timeout: float = 60.0) -> DeployResult:
     """POST the source to `party-api/parties/NAME`; the blocking HTTP call of `deploy`."""
-    request = urllib.request.Request(
-        f"{info.url}party-api/parties/{quote(name, safe='')}",
-        data=json.dumps({"source": source}).encode(),
-        headers={"Authorization": f"token {info.token}", "Content-Type": "application/json"},
-        method="POST",
-    )
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            body = json.load(response)
-    except urllib.error.HTTPError as error:
-        raw = error.read().decode("utf-8", "replace")
-        detail: dict[str, Any] = {}
-        with contextlib.suppress(ValueError):
-            loaded = json.loads(raw)
-            detail = loaded if isinstance(loaded, dict) else {}
-        message = detail.get("error") or detail.get("message") or raw.strip() or error.reason
-        raise DeployError(name, str(message), detail.get("traceback") or "", error.code) from None
-    except urllib.error.URLError as error:
-        raise ConnectionError(
-            f"cannot reach the Jupyter server at {info.url}: {error.reason}"
-        ) from None
+        body = admin_call(
+            info, "POST", f"parties/{quote(name, safe='')}", {"source": source}, timeout
+        )
+    except AdminError as error:
+        detail = error.detail
+        raise DeployError(name, str(error), detail.get("traceback") or "", error.status) from None
     return DeployResult(
         name=body.get("name", name),
         path=body.get("path"),

@@ -29,9 +29,13 @@ class ServerInfo:
 
     def room_url(self, party: str, room: str) -> str:
         """The WebSocket URL of a room (without query)."""
+        return self.websocket_url(f"parties/{quote(party, safe='')}/{quote(room, safe='')}")
+
+    def websocket_url(self, path: str) -> str:
+        """The WebSocket URL of `path` under the server's base URL."""
         scheme, rest = self.url.split("://", 1)
         ws = {"http": "ws", "https": "wss"}.get(scheme, scheme)
-        return f"{ws}://{rest}parties/{quote(party, safe='')}/{quote(room, safe='')}"
+        return f"{ws}://{rest}{path}"
 
 
 def find_server(server: str | None = None, token: str | None = None) -> ServerInfo:

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
-import urllib.error
-import urllib.request
-
+from .admin import AdminError, admin_call
 from .discovery import find_server
 
 
@@ -27,18 +23,8 @@ def share_link(
     `expires_in` seconds, with `access` "write" or "read". Revoke it with the admin API."""
     info = find_server(server, token)
     body = {"party": party, "room": room, "access": access, "expires_in": expires_in}
-    request = urllib.request.Request(
-        info.url + "party-api/share",
-        data=json.dumps(body).encode(),
-        headers={"Authorization": f"token {info.token}", "Content-Type": "application/json"},
-        method="POST",
-    )
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.load(response)["url"]
-    except urllib.error.HTTPError as error:
-        detail = error.read().decode("utf-8", "replace")
-        with contextlib.suppress(ValueError):  # Jupyter's API errors are JSON with a message
-            detail = json.loads(detail).get("message") or detail
-        message = f"{info.url} refused the share link ({error.code}): {detail}"
+        return admin_call(info, "POST", "share", body)["url"]
+    except AdminError as error:
+        message = f"{info.url} refused the share link ({error.status}): {error}"
         raise ShareLinkError(message) from None

@@ -4,7 +4,8 @@
 at once. `WorkerLink` is the server process's end (a `Downlink` to one worker: it forwards
 the router's calls as frames, and frames from the worker as calls on the router);
 `SessionLink` is the worker's end (the `Uplink` of its session, and the dispatcher of frames
-from the server).
+from the server). A kernel that hosts a party speaks the same protocol over a WebSocket
+(`WebSocketStream`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import itertools
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
+
+from tornado.websocket import WebSocketClosedError
 
 from ..protocol import wire
 from ..protocol.wire import Frame
@@ -123,6 +126,38 @@ class Channel(asyncio.Protocol):
         if self._transport is not None:
             self._flush()
             self._transport.close()
+
+
+class WebSocketStream:
+    """A Tornado WebSocket (either end) as the stream a `Channel` writes to: the frames of
+    one loop turn go as one binary message, and each message received is fed to
+    `Channel.data_received` by the socket's owner."""
+
+    def __init__(self, socket: Any) -> None:
+        self._socket = socket
+        self._closing = False
+
+    def write(self, data: bytes) -> None:
+        try:
+            sent = self._socket.write_message(data, binary=True)
+        except WebSocketClosedError:
+            self._closing = True
+            return
+        sent.add_done_callback(_ignore_closed)
+
+    def close(self) -> None:
+        self._closing = True
+        self._socket.close()
+
+    def is_closing(self) -> bool:
+        return self._closing
+
+
+def _ignore_closed(sent: asyncio.Future[None]) -> None:
+    """A message that could not be sent because the socket closed: the channel hears of the
+    close itself (connection_lost), so the failure is only consumed here."""
+    if not sent.cancelled():
+        sent.exception()
 
 
 def _data(frame: Frame) -> str | bytes:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from ..protocol.codes import CloseCode
 from .alarms import AlarmClock
 from .errors import Overloaded, RoomError
 from .limits import Limits
@@ -25,8 +26,6 @@ from .tasks import spawn
 
 log = logging.getLogger("jupyter_party")
 
-GOING_AWAY = 1001
-SERVICE_RESTART = 1012
 #: Longest pause before a room whose `on_start` keeps failing is tried again.
 MAX_START_BACKOFF = 60.0
 
@@ -125,7 +124,7 @@ class Host:
         if room is None:
             return False
         self.discard(room)
-        await room._stop(SERVICE_RESTART, reason)
+        await room._stop(CloseCode.SERVICE_RESTART, reason)
         return True
 
     async def reload(self, party: str) -> int:
@@ -136,7 +135,8 @@ class Host:
         closed = sum(len(room.get_connections()) for room in rooms)
         for room in rooms:
             self.discard(room)
-        await asyncio.gather(*(room._stop(SERVICE_RESTART, "party redeployed") for room in rooms))
+        restart = CloseCode.SERVICE_RESTART
+        await asyncio.gather(*(room._stop(restart, "party redeployed") for room in rooms))
         self._failures = {key: v for key, v in self._failures.items() if key[0] != party}
         return closed
 
@@ -153,7 +153,9 @@ class Host:
             for (party, room_id), room in sorted(self.rooms.items())
         ]
 
-    async def close(self) -> None:
+    async def close(
+        self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down"
+    ) -> None:
         """Close every connection, stop alarms, let rooms finish, flush storage (shutdown)."""
         self.alarms.stop()
         rooms = list(self.rooms.values())
@@ -161,7 +163,7 @@ class Host:
             timer.cancel()
         self._idle.clear()
         self.rooms.clear()
-        await asyncio.gather(*(room._stop(GOING_AWAY, "server shutting down") for room in rooms))
+        await asyncio.gather(*(room._stop(code, reason) for room in rooms))
         await self.backend.close()
 
     def _evict(self, room: Room) -> None:

@@ -37,13 +37,14 @@ class DeployError(Exception):
 class Registry:
     """Party classes by name."""
 
-    def __init__(self, parties_dir: str | Path | None = None) -> None:
+    def __init__(self, parties_dir: str | Path | None = None, entry_points: bool = True) -> None:
         self.parties_dir = Path(parties_dir).expanduser() if parties_dir else None
         self.errors: dict[str, str] = {}
         self._failed: dict[str, int] = {}  # party -> mtime of the file that failed to load
         self._classes: dict[str, type[Server]] = {}
         self._sources: dict[str, str] = {}
-        self._load_entry_points()
+        if entry_points:
+            self._load_entry_points()
         for path in sorted(self.parties_dir.glob("[!.]*.py")) if self.parties_dir else ():
             self._load_file(path)
 

@@ -6,6 +6,10 @@ broadcasts: a room's broadcast arrives once, as one encoded message, and is writ
 member socket here. Everything else (gates, rooms, storage, alarms) happens in the session of
 the worker that owns the room; `workers = 0` plugs an in-process session in as worker 0.
 
+A kernel may host a party itself (`jupyter_party.host`): its link is one more worker, which
+owns every room of that party; the party's storage stays with the worker that placement gives
+each room, reached through `storage` calls.
+
 Sockets are client sockets (Tornado WebSockets) or sockets that party code opened to another
 room (`room.context.parties[...].socket()`): those are relayed between the caller's session
 and the owner's, so a room is reached the same way from everywhere.
@@ -129,8 +133,12 @@ class Router:
 
     def __init__(self, workers: int, logs: PartyLogs) -> None:
         self.logs = logs
-        self._links: list[Downlink | None] = [None] * max(workers, 1)
+        self._workers = max(workers, 1)  # worker processes (or the in-process session)
+        self._links: list[Downlink | None] = [None] * self._workers  # then kernel-hosted parties
         self._ready = [asyncio.Event() for _ in self._links]
+        self._hosted: dict[str, int] = {}  # party -> the link of the kernel that hosts it
+        self._hosts: dict[int, str] = {}  # the same, the other way
+        self._unhosted: set[str] = set()  # parties a kernel hosted, and may host again
         self._sockets: dict[int, Socket] = {}
         self._groups: dict[tuple[int, int], dict[Socket, None]] = {}
         self._conns = 0
@@ -147,8 +155,8 @@ class Router:
         self._links[worker] = link
         self._ready[worker].set()
 
-    def detach(self, worker: int, reason: str) -> None:
-        """Worker `worker` is gone: its sockets close with 1011 and `reason`."""
+    def detach(self, worker: int, reason: str, code: int = CloseCode.HANDLER_ERROR) -> None:
+        """Worker `worker` is gone: its sockets close with `code` (1011) and `reason`."""
         self._links[worker] = None
         self._ready[worker].clear()
         metrics.ROOMS.labels(str(worker)).set(0)
@@ -157,14 +165,80 @@ class Router:
         for socket in list(self._sockets.values()):
             if socket.worker == worker:
                 if not socket.opened.done():
-                    socket.opened.set_result((CloseCode.HANDLER_ERROR, reason))
-                socket.outbox.close(CloseCode.HANDLER_ERROR, reason)
+                    socket.opened.set_result((code, reason))
+                socket.outbox.close(code, reason)
             if socket.caller == worker:
                 self.closed(socket, CloseCode.GOING_AWAY, "the calling room's worker is gone")
 
     def place(self, party: str, room: str) -> int:
-        """The worker that owns `(party, room)`."""
-        return placement(party, room, len(self._links))
+        """The worker that owns `(party, room)`: the hosting kernel's, for a hosted party."""
+        hosted = self._hosted.get(party)
+        return hosted if hosted is not None else placement(party, room, self._workers)
+
+    # -- parties hosted by kernels ----------------------------------------------------------
+
+    async def why_not_host(self, party: str, replace: bool) -> str | None:
+        """Why a kernel may not host `party` now, or None: a name is either deployed (a file
+        or an entry point) or hosted by one kernel at a time."""
+        if party in self._hosted and not replace:
+            return (
+                f"party {party!r} is already hosted by another kernel: "
+                "pass replace=True to take it over"
+            )
+        described = await self.party(party)
+        if party not in self._hosted and described["error"] is None:
+            return (
+                f"party {party!r} is deployed on this server ({described['source']}): "
+                "choose another name, a party is either deployed or hosted by a kernel"
+            )
+        return None
+
+    def claim(self, party: str, replace: bool) -> int | None:
+        """Reserve `party` for a kernel: the index its link will be attached at, or None if
+        another kernel hosts it and not `replace`. With `replace`, the kernel that hosted it
+        is let go: its clients reconnect (1012)."""
+        held = self._hosted.get(party)
+        if held is not None:
+            if not replace:
+                return None
+            self.unhost(held, f"party {party!r} is now hosted by another kernel")
+        index = len(self._links)
+        self._links.append(None)
+        self._ready.append(asyncio.Event())
+        self._hosted[party], self._hosts[index] = index, party
+        self._unhosted.discard(party)
+        return index
+
+    def unhost(self, index: int, reason: str) -> None:
+        """The kernel at `index` stopped hosting its party: the party's sockets close with
+        1012, and its events are answered "try again" (1013 / 503) until it is hosted again."""
+        party = self._hosts.pop(index, None)
+        if party is None:
+            return
+        if self._hosted.get(party) == index:
+            del self._hosted[party]
+            self._unhosted.add(party)
+        self.detach(index, reason, CloseCode.SERVICE_RESTART)
+        self._ready[index].set()  # events waiting for this kernel: see `_link`
+
+    async def party(self, name: str) -> dict[str, Any]:
+        """What a party is (see `describe_party`), from whichever process runs it."""
+        return await self.call(self._hosted.get(name, 0), "party", name=name)
+
+    async def parties(self) -> list[dict[str, Any]]:
+        """Every party: those of the workers, then those hosted by kernels."""
+        hosted = [self.party(name) for name in sorted(self._hosted)]
+        return [*await self.call(0, "parties"), *await asyncio.gather(*hosted)]
+
+    async def rooms(self) -> list[dict[str, Any]]:
+        """Every live room, in every worker and hosting kernel."""
+        hosts = [i for i in self._hosts if self._links[i] is not None]
+        live = [*range(self._workers), *hosts]
+        found = await asyncio.gather(*(self.call(i, "rooms") for i in live))
+        return sorted(
+            (room for rooms in found for room in rooms),
+            key=lambda room: (room["party"], room["room"]),
+        )
 
     def pause(self, party: str, seconds: float) -> None:
         """Refuse events for `party` for a while (it keeps crashing its worker)."""
@@ -180,6 +254,8 @@ class Router:
                     f"party {party!r} keeps crashing its worker: paused for {wait:.0f} s"
                 )
             del self._paused[party]
+        if party in self._unhosted:
+            raise Overloaded(f"party {party!r} is hosted by a kernel, which stopped: try again")
         worker = self.place(party, room)
         return worker, await self._link(worker)
 
@@ -187,6 +263,8 @@ class Router:
         link = self._links[worker]
         if link is not None:
             return link
+        if worker >= self._workers and worker not in self._hosts:
+            raise Overloaded("the kernel hosting this party stopped: try again")
         if self.starter is not None:
             await self.starter()
         try:
@@ -316,10 +394,6 @@ class Router:
         result, _ = await (await self._link(worker)).call(op, args)
         return result
 
-    async def call_all(self, op: str, **args: Any) -> list[Any]:
-        """Admin operation `op` in every worker."""
-        return await asyncio.gather(*(self.call(w, op, **args) for w in range(len(self._links))))
-
     async def inspect(self, party: str, room: str) -> dict[str, Any]:
         """What a room holds (see Session), with each connection's message counts."""
         inspected = await self.call(self.place(party, room), "inspect", party=party, room=room)
@@ -336,10 +410,14 @@ class Router:
         """Deploy in worker 0 (which validates the source); the others then reload it. The
         party's log tells the deploying cell how many rooms restarted, and then how many of
         the clients told to reconnect (1012) came back within RECONNECT_WINDOW seconds."""
+        if name in self._hosted:
+            error = f"party {name!r} is hosted by a kernel: stop it there first (.stop())"
+            return {"error": error, "traceback": ""}
         result = await self.call(0, "deploy", name=name, source=source)
         if "error" in result:
             return result
-        for worker in range(1, len(self._links)):
+        self._unhosted.discard(name)
+        for worker in range(1, self._workers):
             reloaded = await self.call(worker, "reload", name=name)
             result["rooms"] += reloaded["rooms"]
             result["closed"] += reloaded["closed"]
@@ -432,7 +510,9 @@ class Router:
         self, worker: int, op: str, args: dict[str, Any], payload: bytes = b""
     ) -> Any:
         """Party code in `worker` calls another room: `fetch` or `socket`."""
-        party, room = args["party"], args["room"]
+        party, room = args["party"], args.get("room", "")
+        if op == "storage":
+            return await self._storage(worker, party, room, args, payload)
         if op == "fetch":
             args = {**args, "who": "owner", "gate": False}
             return await (await self._route(party, room))[1].call("request", args, payload)
@@ -442,6 +522,23 @@ class Router:
         conn = self._conns
         spawn(self._relay_open(worker, conn, party, room, args))
         return {"conn": conn}, b""
+
+    async def _storage(
+        self, worker: int, party: str, room: str, args: dict[str, Any], payload: bytes
+    ) -> Any:
+        """A hosting kernel reads or writes its party's storage, which stays in the worker
+        that placement gives the room (so it outlives the kernel). Alarms: from every worker."""
+        if self._hosts.get(worker) != party:
+            hosting = self._hosts.get(worker)
+            raise PermissionError(f"the kernel hosting {hosting!r} asked for {party!r}'s storage")
+        if args["do"] == "alarms":
+            links = [await self._link(w) for w in range(self._workers)]
+            found = await asyncio.gather(*(link.call("storage", args) for link in links))
+            unique = {tuple(alarm) for result, _ in found for alarm in result}
+            return sorted(unique), b""
+        return await (await self._link(placement(party, room, self._workers))).call(
+            "storage", args, payload
+        )
 
     async def _relay_open(self, caller: int, conn: int, party: str, room: str, args: dict) -> None:
         # The reply with `conn` goes out first, so the caller knows the socket before anything

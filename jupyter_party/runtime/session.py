@@ -43,6 +43,7 @@ from .room import Lobby, Room
 from .server import Server
 from .stall import Steps
 from .storage import Backend
+from .storage_link import serve_storage
 from .stubs import LocalSocket, Parties
 from .tasks import spawn
 
@@ -72,6 +73,11 @@ class Uplink(Protocol):
     def closed(self, conn: int, code: int, reason: str) -> None: ...
 
 
+#: Told `(event, room, connection id, detail)` of joins ("join"), messages ("message", the
+#: data) and departures ("leave", the close code): a kernel hosting a party shows them.
+Watch = Callable[[str, str, str, Any], None]
+
+
 class _Member:
     """A socket admitted to one of this process's rooms."""
 
@@ -99,8 +105,10 @@ class Session:
         steps: Steps | None = None,
         env: dict[str, Any] | None = None,
         owns: Callable[[str, str], bool] = lambda party, room: True,
+        watch: Watch | None = None,
     ) -> None:
         self._uplink = uplink
+        self._watch = watch
         self._members: dict[int, _Member] = {}
         self._sockets: dict[int, LocalSocket] = {}  # party code's own sockets to other rooms
         self._reporting: asyncio.Task[None] | None = None
@@ -121,10 +129,13 @@ class Session:
         await self.host.start()
         self._reporting = spawn(self._report())
 
-    async def close(self) -> None:
+    async def close(
+        self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down"
+    ) -> None:
+        """Close every room: their sockets with `code` and `reason`."""
         if self._reporting is not None:
             self._reporting.cancel()
-        await self.host.close()
+        await self.host.close(code, reason)
 
     async def _report(self) -> None:
         """Tell the server process (its metrics) how many rooms live here and how long
@@ -196,6 +207,8 @@ class Session:
             return self._uplink.opened(conn, CloseCode.HANDLER_ERROR, reason)
         if self._members.get(conn) is member:
             self._uplink.opened(conn, 0, "")
+            if self._watch is not None:
+                self._watch("join", room_id, id, None)
 
     def message(self, conn: int, data: str | bytes) -> None:
         """A message from socket `conn`, delivered after every earlier one of that socket."""
@@ -226,6 +239,8 @@ class Session:
 
     def _count(self, conn: int, member: _Member, data: str | bytes) -> None:
         """Count a message as handed to the room; acknowledge a batch of them (flow control)."""
+        if self._watch is not None:
+            self._watch("message", member.room.id, member.connection.id, data)
         member.unacked += len(data) + MESSAGE_COST
         if member.unacked >= ACK_EVERY:
             self._uplink.ack(conn, member.unacked)
@@ -235,6 +250,8 @@ class Session:
         """Socket `conn` closed: the room forgets it (`on_close`), and lets go of the room."""
         member = self._members.pop(conn, None)
         if member is not None:
+            if self._watch is not None:
+                self._watch("leave", member.room.id, member.connection.id, code)
             if member.backlog is not None:
                 member.backlog.clear()  # the socket is gone: its unread messages with it
             spawn(self._leave(member, code, reason))
@@ -410,6 +427,10 @@ class Session:
 
     async def _op_delete_key(self, party: str, room: str, key: str, payload: bytes) -> Any:
         return await self.host.backend.delete((party, room), [key]) == 1, b""
+
+    async def _op_storage(self, payload: bytes, **args: Any) -> Any:
+        """A kernel-hosted party's storage primitive, run on this process's backend."""
+        return await serve_storage(self.host.backend, payload=payload, **args)
 
     # -- party code as a client of other rooms (see stubs.py) --------------------------------
 

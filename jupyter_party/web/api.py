@@ -40,7 +40,7 @@ class PartiesHandler(_AdminHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        self.finish({"parties": await self.parties.router.call(0, "parties")})
+        self.finish({"parties": await self.parties.router.parties()})
 
 
 class RoomsHandler(_AdminHandler):
@@ -49,8 +49,7 @@ class RoomsHandler(_AdminHandler):
     @web.authenticated
     @authorized
     async def get(self) -> None:
-        rooms = [room for rooms in await self.parties.router.call_all("rooms") for room in rooms]
-        rooms.sort(key=lambda room: (room["party"], room["room"]))
+        rooms = await self.parties.router.rooms()
         self.finish({"rooms": rooms, "workers": self.parties.workers()})
 
 

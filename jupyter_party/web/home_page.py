@@ -41,8 +41,8 @@ class HomePageHandler(JupyterHandler):
             self.redirect(self._room_page(party, quote(room, safe="")))
             return
         services: PartyServices = self.settings[SETTING]
-        parties = await services.router.call(0, "parties")
-        rooms = [r for rs in await services.router.call_all("rooms") for r in rs]
+        parties = await services.router.parties()
+        rooms = await services.router.rooms()
         nonce = secrets.token_urlsafe(16)
         self.set_header(
             "Content-Security-Policy",

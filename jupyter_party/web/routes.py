@@ -18,6 +18,7 @@ from .api import (
     RoomHandler as RoomAdminHandler,
 )
 from .home_page import HomePageHandler
+from .host_handler import HostHandler
 from .room_handler import RoomHandler
 from .share_page import SharePageHandler
 
@@ -31,6 +32,7 @@ ROUTES = [
     (r"/party-api/rooms/?", RoomsHandler),
     (r"/party-api/rooms/[a-z0-9_-]{1,64}/[^/]+", RoomAdminHandler),
     (r"/party-api/rooms/[a-z0-9_-]{1,64}/[^/]+/storage/.+", StorageKeyHandler),
+    (r"/party-api/host/([a-z0-9_-]{1,64})", HostHandler),
     (r"/party-api/share/?", SharesHandler),
     (r"/party-api/share/([0-9a-f]{64})", ShareHandler),
     (r"/party-share/.*", SharePageHandler),

@@ -46,7 +46,7 @@ class SharePageHandler(JupyterHandler):
             except ShareError as error:
                 return self._refuse(error.status, str(error))
         try:
-            party = await parties.router.call(0, "party", name=where.party)
+            party = await parties.router.party(where.party)
         except Overloaded as error:
             return self._refuse(503, str(error))
         if party["error"]:  # why it failed to load is for the owner's eyes only

@@ -27,6 +27,7 @@ from typing import Any
 import anywidget
 import traitlets
 
+from ..client._loop import client_loop
 from ..client._socket import REFUSALS
 from ..runtime.tasks import spawn
 
@@ -120,7 +121,7 @@ class RoomWidget(anywidget.AnyWidget):
 
         if connection_id and connection_id != self.connection_id:
             self.connection_id = connection_id
-        self._loop = _client_loop()
+        self._loop = client_loop()
 
         def start() -> None:
             try:
@@ -290,11 +291,3 @@ def _query(value: Any) -> dict[str, str]:
     return {str(k): str(v) for k, v in value.items()}
 
 
-def _client_loop() -> asyncio.AbstractEventLoop:
-    """The kernel's running loop, else the background loop of the blocking clients."""
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        from ..client._loop import _background_loop
-
-        return _background_loop()

@@ -8,7 +8,7 @@ const here = path.dirname(fileURLToPath(import.meta.url));
 const outdir = process.argv[2] ? path.resolve(process.argv[2]) : path.join(here, "..", "static");
 
 await build({
-  entryPoints: ["console", "doc", "ui"].map((name) => path.join(here, "src", `${name}.js`)),
+  entryPoints: ["console", "doc", "host", "ui"].map((name) => path.join(here, "src", `${name}.js`)),
   outdir,
   bundle: true,
   format: "esm",
