@@ -98,7 +98,7 @@ def host(
     try:
         admin_call(info, "GET", f"host/{quote(name, safe='')}" + ("?replace=1" if replace else ""))
     except AdminError as error:
-        raise HostError(f"cannot host party {name!r}: {error}") from None
+        raise HostError(str(error)) from None
     if previous is not None:
         previous._replaced()
     hosted = _hosting[name] = HostedParty(party, name, info, replace)

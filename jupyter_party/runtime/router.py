@@ -138,6 +138,7 @@ class Router:
         self._ready = [asyncio.Event() for _ in self._links]
         self._hosted: dict[str, int] = {}  # party -> the link of the kernel that hosts it
         self._hosts: dict[int, str] = {}  # the same, the other way
+        self._releases: dict[int, Callable[[str], None]] = {}  # how to let a kernel go
         self._unhosted: set[str] = set()  # parties a kernel hosted, and may host again
         self._sockets: dict[int, Socket] = {}
         self._groups: dict[tuple[int, int], dict[Socket, None]] = {}
@@ -193,10 +194,10 @@ class Router:
             )
         return None
 
-    def claim(self, party: str, replace: bool) -> int | None:
+    def claim(self, party: str, replace: bool, release: Callable[[str], None]) -> int | None:
         """Reserve `party` for a kernel: the index its link will be attached at, or None if
         another kernel hosts it and not `replace`. With `replace`, the kernel that hosted it
-        is let go: its clients reconnect (1012)."""
+        is let go (`release`, with why): its clients reconnect (1012)."""
         held = self._hosted.get(party)
         if held is not None:
             if not replace:
@@ -206,6 +207,7 @@ class Router:
         self._links.append(None)
         self._ready.append(asyncio.Event())
         self._hosted[party], self._hosts[index] = index, party
+        self._releases[index] = release
         self._unhosted.discard(party)
         return index
 
@@ -215,6 +217,7 @@ class Router:
         party = self._hosts.pop(index, None)
         if party is None:
             return
+        self._releases.pop(index)(reason)
         if self._hosted.get(party) == index:
             del self._hosted[party]
             self._unhosted.add(party)

@@ -22,6 +22,7 @@ from tornado.websocket import WebSocketHandler
 
 from ..protocol import wire
 from ..protocol.codes import CloseCode
+from ..protocol.frames import close_reason
 from ..runtime.channel import WebSocketStream, WorkerLink
 from ..runtime.tasks import spawn
 from .services import SETTING, PartyServices
@@ -68,7 +69,7 @@ class HostHandler(WebSocketHandler, JupyterHandler):
 
     def open(self, party: str) -> None:
         router = self.parties.router
-        index = router.claim(party, self._replace)
+        index = router.claim(party, self._replace, self._release)
         if index is None:  # another kernel got here since the check
             return self.close(CloseCode.FORBIDDEN, f"party {party!r} is already hosted")
         self._index = index
@@ -92,6 +93,13 @@ class HostHandler(WebSocketHandler, JupyterHandler):
         pid = hello[1].get("pid") if len(hello) > 1 and isinstance(hello[1], dict) else None
         log.info("party %r is hosted by a kernel (pid %s)", self._party, pid)
         self.parties.router.logs.record(self._party, None, "log", f"hosted by a kernel (pid {pid})")
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        super().close(code, close_reason(reason) if reason else reason)
+
+    def _release(self, reason: str) -> None:
+        """The router let this kernel go (another one hosts the party now)."""
+        self.close(CloseCode.SERVICE_RESTART, reason)
 
     def on_message(self, message: str | bytes) -> None:
         if self._link is None:
