@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from ..protocol.codes import CloseCode
 from ..widgets._uisource import party_ui_source
+from .clock import Clock
 from .connection import Connection
 from .errors import Overloaded, RoomError, UnknownParty
 from .host import Host
@@ -106,6 +107,7 @@ class Session:
         env: dict[str, Any] | None = None,
         owns: Callable[[str, str], bool] = lambda party, room: True,
         watch: Watch | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._uplink = uplink
         self._watch = watch
@@ -123,6 +125,7 @@ class Session:
             steps=steps,
             env=env,
             owns=owns,
+            clock=clock,
         )
 
     async def start(self) -> None:
