@@ -508,10 +508,11 @@ def _test_response(response: Response) -> TestResponse:
     return TestResponse(response.status, dict(response.headers or {}), response.body_bytes())
 
 
-@dataclass
+@dataclass(eq=False)
 class YClient:
     """A Yjs client for tests: keeps `doc` (a pycrdt Doc) in sync with a YServer room through
-    any socket with async `send(data)` and `recv(timeout)` (a TestConnection, for one).
+    a socket with async `send(data)` and `recv(timeout)`, and `close_code` and `close_reason`
+    (a TestConnection, or any WebSocket client wrapped so).
 
     Local edits (`await client.edit(lambda doc: ...)`) are sent as updates; awareness states
     of other clients are kept in `states`, custom messages in `custom`.
@@ -552,7 +553,8 @@ class YClient:
         while not predicate():
             message = await self.socket.recv(timeout)
             if message is None:  # a WebSocket client's way of saying it was closed
-                raise ConnectionError("the connection closed")
+                socket = self.socket
+                raise ConnectionError(f"closed: {socket.close_code} {socket.close_reason}")
             await self.handle(message)
 
     async def handle(self, message: str | bytes) -> None:
