@@ -130,16 +130,16 @@ class Host:
         await room._stop(CloseCode.SERVICE_RESTART, reason)
         return True
 
-    async def reload(self, party: str) -> int:
-        """After a redeploy: stop the party's live rooms (their clients are told to reconnect
-        with 1012) so the next event runs the new code; storage is kept. Returns how many
-        connections were closed."""
+    async def reload(self, party: str, reason: str = "party redeployed") -> int:
+        """After a redeploy (or removal): stop the party's live rooms (their clients are told
+        to reconnect with 1012) so the next event runs the new code; storage is kept. Returns
+        how many connections were closed."""
         rooms = [room for (name, _), room in self.rooms.items() if name == party]
         closed = sum(len(room.get_connections()) for room in rooms)
         for room in rooms:
             self.discard(room)
         restart = CloseCode.SERVICE_RESTART
-        await asyncio.gather(*(room._stop(restart, "party redeployed") for room in rooms))
+        await asyncio.gather(*(room._stop(restart, reason) for room in rooms))
         self._failures = {key: v for key, v in self._failures.items() if key[0] != party}
         return closed
 

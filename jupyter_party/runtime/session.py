@@ -382,6 +382,22 @@ class Session:
         self.registry.reload(name)
         return await self._reload(name), b""
 
+    async def _op_load(self, name: str, payload: bytes) -> Any:
+        """Party `name`'s file changed: import it (refused like a deploy if that fails) and
+        restart the party's rooms here, unless the content is what runs already."""
+        try:
+            if not self.registry.load(name):
+                return {"unchanged": True}, b""
+        except DeployError as error:
+            return {"error": str(error), "traceback": error.traceback}, b""
+        return {"path": self.registry.source(name), **await self._reload(name)}, b""
+
+    async def _op_unload(self, name: str, payload: bytes) -> Any:
+        """Party `name`'s file is gone: forget it and stop its rooms here."""
+        if not self.registry.unload(name):
+            return {"removed": False, "closed": 0}, b""
+        return {"removed": True, "closed": await self.host.reload(name, "party removed")}, b""
+
     async def _reload(self, name: str) -> dict[str, int]:
         rooms = sum(1 for party, _ in self.host.rooms if party == name)
         return {"rooms": rooms, "closed": await self.host.reload(name)}
