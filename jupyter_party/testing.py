@@ -51,7 +51,7 @@ from .runtime.registry import Registry
 from .runtime.router import Refused, Router, Socket
 from .runtime.server import Server
 from .runtime.session import Session
-from .runtime.storage import MemoryBackend, Storage, open_backend
+from .runtime.storage import Backend, MemoryBackend, Storage, open_backend
 
 __all__ = [
     "ConnectionClosed",
@@ -137,7 +137,8 @@ class TestConnection:
         if self._socket is None or self.closed:
             raise ConnectionClosed(self.close_code or 1006, self.close_reason)
         data = message if isinstance(message, str | bytes) else dumps(message)
-        if len(data) > self._max_size:  # what the web layer does: no room sees it
+        size = len(data.encode("utf-8")) if isinstance(data, str) else len(data)
+        if size > self._max_size:  # what the web layer does: no room sees it
             self._socket.outbox.close(CloseCode.TOO_BIG, "message too big")
             return
         waiter = self._host.router.message(self._socket, data)
@@ -241,7 +242,7 @@ class PartyHost:
         self._parties_dir = parties_dir
         self._env = env
         self._session: Session | None = None
-        self._backend = open_backend(storage)
+        self._backend: Backend | None = None
         self.router = Router(0, self.logs)
 
     async def __aenter__(self) -> PartyHost:
@@ -255,6 +256,8 @@ class PartyHost:
         """Load the parties and start the session (alarms persisted earlier are re-armed)."""
         if self._session is not None:
             return
+        if self._backend is None:
+            self._backend = open_backend(self.storage_url)
         registry = Registry(self._parties_dir)
         for name, server_class in self._parties.items():
             registry.add(name, server_class, f"{server_class.__module__}.{server_class.__name__}")
@@ -274,15 +277,15 @@ class PartyHost:
         session, self._session = self._session, None
         if session is not None:
             self.router.shutdown()
-            await session.close()
+            await session.close()  # closes the backend too: memory keeps its data for a restart
+            if not isinstance(self._backend, MemoryBackend):
+                self._backend = None
 
     async def restart(self) -> None:
         """Stop and start again on the same storage, like a server restart: clients are
         closed with 1001, the next event makes new room instances (`on_start` again) and
         persisted alarms are re-armed."""
         await self.close()
-        if not isinstance(self._backend, MemoryBackend):  # closed with the session
-            self._backend = open_backend(self.storage_url)
         await self.start()
 
     @property
