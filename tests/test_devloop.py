@@ -15,6 +15,7 @@ import pytest
 import jupyter_party
 from conftest import TIMEOUT, eventually
 from jupyter_party.cli import main as cli_main
+from jupyter_party.runtime.registry import DeployError, Registry
 
 ECHO = """
 from jupyter_party import Server
@@ -217,3 +218,32 @@ async def _loaded(name: str, url, token) -> bool:
         None, lambda: jupyter_party.client.parties(server=url(""), token=token)
     )
     return name in {party["name"] for party in parties}
+
+
+# -- the registry's side: what a changed file does in each worker ------------------------------
+
+
+def test_registry_loads_changed_files_only_and_keeps_the_old_version_on_errors(tmp_path):
+    registry = Registry(tmp_path)
+    first = registry.deploy("echo", echo("v1"))
+    assert registry.load("echo") is False  # what a deploy just wrote: nothing to do
+    (tmp_path / "echo.py").write_text(echo("v2"))
+    assert registry.load("echo") is True
+    second = registry.get("echo")
+    assert second is not first
+    (tmp_path / "echo.py").write_text("def broken(:\n")
+    with pytest.raises(DeployError) as refused:
+        registry.load("echo")
+    assert "SyntaxError" in refused.value.traceback
+    assert registry.get("echo") is second  # the running version stays
+
+
+def test_registry_unload_brings_back_an_installed_party(tmp_path):
+    (tmp_path / "chat.py").write_text(echo("mine"))  # shadows the bundled demo
+    registry = Registry(tmp_path)
+    assert registry.source("chat") == str(tmp_path / "chat.py")
+    (tmp_path / "chat.py").unlink()
+    assert registry.unload("chat") is True
+    assert registry.source("chat").startswith("entry point")
+    assert registry.unload("chat") is False  # an installed party is not unloaded
+    assert registry.unload("nothing") is False

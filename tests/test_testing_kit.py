@@ -340,6 +340,14 @@ async def test_rooms_call_each_other_in_one_host():
         assert answer.json() == {"status": 200, "events": ["on_start", "started"]}
 
 
+async def test_the_pytest_plugin_offers_the_kit(party_room, party_host):
+    async with party_room(Probe, "plugin") as room:
+        client = await room.connect(id="p")
+        assert (await client.recv_json())["type"] == "welcome"
+    async with party_host({"probe": Probe}) as host:
+        assert (await host.fetch("probe", "plugin", "/events")).json() == ["on_start", "started"]
+
+
 async def _until(predicate, timeout: float = 5.0) -> None:
     """Let the event loop run until `predicate()` holds (work that a fired timer started)."""
     async with asyncio.timeout(timeout):
