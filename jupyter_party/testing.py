@@ -41,6 +41,7 @@ from .protocol.ysync import (
     parse_frame,
     sync_frame,
 )
+from .runtime import partylog
 from .runtime.clock import ManualClock
 from .runtime.errors import Overloaded
 from .runtime.http import Request, Response, dumps
@@ -258,6 +259,7 @@ class PartyHost:
             return
         if self._backend is None:
             self._backend = open_backend(self.storage_url)
+        partylog.install()  # party code's log records reach its log, as on a server
         registry = Registry(self._parties_dir)
         for name, server_class in self._parties.items():
             registry.add(name, server_class, f"{server_class.__module__}.{server_class.__name__}")
@@ -378,7 +380,8 @@ class PartyHost:
         return _test_response(response)
 
     def log(self, party: str) -> list[Record]:
-        """Party `party`'s log: its prints, logs and handler errors (with tracebacks)."""
+        """Party `party`'s log: its log records and handler errors (with tracebacks), and the
+        prints of parties loaded from files."""
         return list(self.logs[party].records)
 
     def _request(
@@ -478,7 +481,7 @@ class PartyRoom:
 
     @property
     def log(self) -> list[Record]:
-        """The party's log records of this room: prints, logs and handler errors."""
+        """The party's log of this room (see `PartyHost.log`)."""
         return [r for r in self.host.log(self.party) if r.room == self.id]
 
 

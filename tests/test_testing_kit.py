@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 import pytest
@@ -59,6 +60,8 @@ class Probe(Server):
             sender.close(4000, "kicked")
         elif command == "fail":
             raise RuntimeError("boom")
+        elif command == "note":
+            logging.getLogger("probe").warning("noted %s", argument)
 
     def on_close(self, connection, code, reason):
         self.events.append(f"on_close:{connection.id}:{code}")
@@ -213,6 +216,10 @@ async def test_close_codes_and_refusals():
         await failing.send("seen")
         assert (await failing.recv_json())["seen"] == 1
         assert any("on_message raised" in r.text and "boom" in r.text for r in probe.log)
+        await failing.send("note:this")
+        await failing.send("seen")
+        await failing.recv()
+        assert ("log", "WARNING noted this") in [(r.kind, r.text) for r in probe.log]
 
         refused = await host.connect("gated", "g", query={"explode": "1"})
         assert refused.close_code == 1011 and "no entry" in refused.close_reason
