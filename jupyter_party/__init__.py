@@ -10,6 +10,7 @@ from .client import (
     host,
     logs,
     share_link,
+    undeploy,
 )
 from .runtime.connection import Connection
 from .runtime.http import Request, Response
@@ -39,6 +40,7 @@ __all__ = [
     "logs",
     "share_link",
     "show",
+    "undeploy",
 ]
 
 

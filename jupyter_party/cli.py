@@ -57,6 +57,22 @@ def main(argv: list[str] | None = None) -> None:
     deploy.add_argument("--name", help="party name (default: the file's stem)")
     deploy.add_argument("--server", help="server URL (default: the running Jupyter server)")
     deploy.add_argument("--token", help="Jupyter token of that server")
+    listing = commands.add_parser("list", help="list the parties of the running server")
+    rooms = commands.add_parser("rooms", help="list the live rooms (of one party, or all)")
+    rooms.add_argument("party", nargs="?")
+    logs = commands.add_parser("logs", help="print a party's output (prints, logs, errors)")
+    logs.add_argument("party")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new output")
+    undeploy = commands.add_parser(
+        "undeploy",
+        help="remove a deployed party",
+        description="Remove a party's file from the server's parties_dir and unload it (its "
+        "clients are closed with 1012); its rooms' storage is kept.",
+    )
+    undeploy.add_argument("party")
+    for command in (listing, rooms, logs, undeploy):
+        command.add_argument("--server", help="server URL (default: the running Jupyter server)")
+        command.add_argument("--token", help="Jupyter token of that server")
     args, rest = parser.parse_known_args(argv)
     if args.command == "serve":
         _serve(args, rest)
@@ -65,8 +81,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     if args.command == "share":
         _share(args)
-    else:
+    elif args.command == "deploy":
         _deploy(args)
+    else:
+        _admin(args)
 
 
 def _serve(args: argparse.Namespace, rest: list[str]) -> None:
@@ -120,6 +138,54 @@ def _deploy(args: argparse.Namespace) -> None:
     except (ServerNotFound, DeployError, ConnectionError, ValueError) as error:
         sys.exit(f"jupyter party deploy: {error}")
     print(result)
+
+
+def _admin(args: argparse.Namespace) -> None:
+    """`list`, `rooms`, `logs` and `undeploy`: the admin API of the running server."""
+    from .client import ServerNotFound, find_server
+    from .client.admin import AdminError, parties, rooms, undeploy
+
+    where = {"server": args.server, "token": args.token}
+    try:
+        if args.command == "list":
+            for party in parties(**where):
+                print(f"{party['name']:<20} {party.get('kind') or '':<8} {party['source'] or ''}")
+                if party["error"]:
+                    print(f"{'':<20} failed to load: {party['error'].strip().splitlines()[-1]}")
+        elif args.command == "rooms":
+            for room in rooms(args.party, **where):
+                print(f"{room['party']:<20} {room['room']:<30} {room['connections']} connection(s)")
+        elif args.command == "undeploy":
+            closed = undeploy(args.party, **where)
+            print(f"party {args.party!r} undeployed ({closed} client(s) closed)")
+        else:
+            if args.party not in {party["name"] for party in parties(**where)}:
+                print(f"(no party {args.party!r} is loaded now)", file=sys.stderr)
+            asyncio.run(_print_logs(find_server(**where), args.party, args.follow))
+    except AdminError as error:
+        sys.exit(f"jupyter party {args.command}: the server answered {error.status}: {error}")
+    except (ServerNotFound, ConnectionError) as error:
+        sys.exit(f"jupyter party {args.command}: {error}")
+    except KeyboardInterrupt:
+        pass
+
+
+async def _print_logs(info, party: str, follow: bool) -> None:
+    import time
+
+    from .client.logs import fetch_logs
+
+    after = 0
+    while True:
+        status, records, after = await fetch_logs(info, party, after, wait=30 if follow else 0)
+        if status != 200:
+            raise ConnectionError(f"{info.url} answered {status} for the logs of party {party!r}")
+        for record in records:
+            when = time.strftime("%H:%M:%S", time.localtime(record["time"]))
+            room = record["room"] or "-"
+            print(f"{when} {room} {record['kind']}: {record['text']}", flush=True)
+        if not follow:
+            return
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Float, Int, Unicode, default
+from traitlets import Bool, Enum, Float, Int, Unicode, default
 
 from .runtime import partylog
 from .runtime.limits import Limits
@@ -25,6 +25,8 @@ from .runtime.session import Session
 from .runtime.shares import Shares
 from .runtime.storage import open_backend
 from .runtime.supervisor import Supervisor
+from .runtime.tasks import spawn
+from .runtime.watcher import watch_parties
 from .web.routes import ROUTES
 from .web.services import SETTING, PartyServices
 
@@ -42,6 +44,15 @@ class PartyApp(ExtensionApp):
     parties_dir = Unicode(
         help="Directory of party modules: `name.py` defines party `name` (default: "
         "`<jupyter data dir>/jupyter_party/parties`).",
+    ).tag(config=True)
+    watch_parties = Enum(
+        ["on", "poll", "off"],
+        "on",
+        help="Reload a party when its file in `parties_dir` changes (like a deploy: its "
+        "clients reconnect with 1012; a file that fails to import is refused and the "
+        "traceback goes to the party's log) and unload it when the file is removed. `poll` "
+        "looks at the files' sizes and modification times every 0.3 s instead of waiting for "
+        "file notifications (network filesystems send none); `off` does not watch.",
     ).tag(config=True)
     storage_url = Unicode(
         help="Room storage: `sqlite:///path/to/file.db` (default: a file in the Jupyter data "
@@ -160,8 +171,14 @@ class PartyApp(ExtensionApp):
         self.supervisor: Supervisor | None = None
         self._starting: asyncio.Task[None] | None = None
         self.router.starter = self._start_rooms
+        self._watching: asyncio.Task[None] | None = None
+        self._stop_watching = asyncio.Event()
         self.settings[SETTING] = PartyServices(
-            self.router, self.shares, self.limits, self._describe_workers
+            self.router,
+            self.shares,
+            self.limits,
+            self._describe_workers,
+            Path(self.parties_dir).expanduser(),
         )
 
     def initialize_handlers(self) -> None:
@@ -204,6 +221,16 @@ class PartyApp(ExtensionApp):
                 self.worker_memory_limit,
             )
             await self.supervisor.start()
+        if self.watch_parties != "off":
+            self._watching = spawn(
+                watch_parties(
+                    Path(parties_dir),
+                    self.router,
+                    self.logs,
+                    self._stop_watching,
+                    poll=self.watch_parties == "poll",
+                )
+            )
         self.log.info(
             "jupyter_party: %s, parties from %s, storage %s",
             f"{self.workers} worker process(es)" if self.workers else "rooms in this process",
@@ -220,6 +247,9 @@ class PartyApp(ExtensionApp):
         self.router.shutdown()
         if self._starting is not None and not self._starting.done():
             await self._starting
+        if self._watching is not None:
+            self._stop_watching.set()
+            await self._watching
         if self.session is not None:
             await self.session.close()  # closes the shared backend too
             return

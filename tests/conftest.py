@@ -87,6 +87,14 @@ class Client:
     def close(self, code: int = 1000) -> None:
         self.ws.close(code)
 
+    @property
+    def close_code(self) -> int | None:
+        return self.ws.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        return self.ws.close_reason
+
 
 @pytest.fixture
 def url(jp_serverapp, http_server_client, jp_http_port, jp_base_url):

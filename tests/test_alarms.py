@@ -1,4 +1,6 @@
-"""Alarms in a live server: firing, retries with backoff, waking an evicted room."""
+"""Alarms in a live server, with rooms in a worker process and real timers: firing, retries
+with backoff, waking an evicted room. The same behaviours on the kit's clock, in process, are
+in tests/test_room_runtime.py."""
 
 from __future__ import annotations
 
@@ -7,12 +9,6 @@ import json
 import pytest
 
 from conftest import eventually
-
-
-@pytest.fixture(params=[1, 0], ids=["worker", "in-process"])
-def workers(request):
-    """Every test here runs with rooms in a worker process, then in the server process."""
-    return request.param
 
 
 async def _runs(http, room):

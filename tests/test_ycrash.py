@@ -30,11 +30,7 @@ async def _join(port: int, doc: Doc | None = None) -> YClient:
     ws = await websocket_connect(
         HTTPRequest(url, headers={"Authorization": f"token {TOKEN}"}, connect_timeout=TIMEOUT)
     )
-    client = YClient(Client(ws))
-    if doc is not None:
-        client.doc = doc
-        doc.observe(client._local_change)
-    return await client.sync()
+    return await YClient(Client(ws), doc or Doc()).sync()
 
 
 def _append(token: str):

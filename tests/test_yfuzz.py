@@ -268,10 +268,7 @@ class Fuzzer:
 
 def _yclient(client: Client, client_id: int) -> YClient:
     """A YClient whose document has a fixed client id."""
-    y = YClient(client)
-    y.doc = Doc(client_id=client_id)
-    y.doc.observe(y._local_change)
-    return y
+    return YClient(client, Doc(client_id=client_id))
 
 
 def _append(token: str):

@@ -1,5 +1,6 @@
 """Notebook-side clients of jupyter-party rooms."""
 
+from .admin import AdminError, parties, rooms, undeploy
 from .deploy import DeployError, DeployResult, deploy
 from .discovery import ServerInfo, ServerNotFound, find_server
 from .hosting import HostedParty, HostError, host
@@ -9,6 +10,7 @@ from .share import ShareLinkError, share_link
 from .ydoc import Awareness, DocumentRecreated, RoomDoc, RoomRefused, doc, doc_blocking
 
 __all__ = [
+    "AdminError",
     "Awareness",
     "BlockingRoomClient",
     "DeployError",
@@ -31,5 +33,8 @@ __all__ = [
     "find_server",
     "host",
     "logs",
+    "parties",
+    "rooms",
     "share_link",
+    "undeploy",
 ]

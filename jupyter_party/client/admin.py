@@ -1,5 +1,6 @@
 """Calls to the server's admin API (`{base}party-api/...`) from a kernel or a script: one
-blocking JSON request, authenticated with the Jupyter token, and one error type."""
+blocking JSON request, authenticated with the Jupyter token, and one error type; and the
+listings and `undeploy` built on it (what `jupyter party list | rooms | undeploy` print)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import json
 import urllib.error
 import urllib.request
 from typing import Any
+from urllib.parse import quote
 
-from .discovery import ServerInfo
+from .discovery import ServerInfo, find_server
 
 
 class AdminError(RuntimeError):
@@ -53,3 +55,25 @@ def admin_call(
         raise ConnectionError(
             f"cannot reach the Jupyter server at {info.url}: {error.reason}"
         ) from None
+
+
+def parties(*, server: str | None = None, token: str | None = None) -> list[dict[str, Any]]:
+    """The server's parties: `name`, `source` (file or entry point), `kind`, and `error` for
+    those that failed to load."""
+    return admin_call(find_server(server, token), "GET", "parties")["parties"]
+
+
+def rooms(
+    party: str | None = None, *, server: str | None = None, token: str | None = None
+) -> list[dict[str, Any]]:
+    """The live rooms (of `party`, or all): `party`, `room`, `connections`, traffic."""
+    listed = admin_call(find_server(server, token), "GET", "rooms")["rooms"]
+    return [room for room in listed if party is None or room["party"] == party]
+
+
+def undeploy(name: str, *, server: str | None = None, token: str | None = None) -> int:
+    """Remove party `name` from the server: its file leaves `parties_dir` and its clients are
+    closed with 1012 (storage is kept). Returns how many clients were closed. Installed
+    parties (entry points) cannot be undeployed."""
+    info = find_server(server, token)
+    return admin_call(info, "DELETE", f"parties/{quote(name, safe='')}")["closed"]

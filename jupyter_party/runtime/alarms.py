@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
+from .clock import Clock, SystemClock, Timer
 from .errors import Overloaded, RoomError
 
 if TYPE_CHECKING:
@@ -35,11 +36,14 @@ class AlarmClock:
     """Timers for every room's alarm; a failing `on_alarm` is retried after `retry_base`
     seconds, doubling each time."""
 
-    def __init__(self, rooms: Rooms, backend: Backend, retry_base: float = 2.0) -> None:
+    def __init__(
+        self, rooms: Rooms, backend: Backend, retry_base: float = 2.0, clock: Clock | None = None
+    ) -> None:
         self.retry_base = retry_base
+        self._clock = clock or SystemClock()
         self._rooms = rooms
         self._backend = backend
-        self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
+        self._timers: dict[tuple[str, str], Timer] = {}
         self._running: set[asyncio.Task[None]] = set()
 
     def watcher(self, party: str, room: str) -> Callable[[float | None], None]:
@@ -56,8 +60,21 @@ class AlarmClock:
         delay = max(0.0, at_ms / 1000 - time.time())
         if attempt:
             delay = self.retry_base * 2 ** (attempt - 1)
-        loop = asyncio.get_running_loop()
-        self._timers[party, room] = loop.call_later(delay, self._fire, party, room, at_ms, attempt)
+        self._timers[party, room] = self._clock.call_later(
+            delay, self._fire, party, room, at_ms, attempt
+        )
+
+    async def run_now(self, party: str, room: str) -> bool:
+        """Fire the alarm of `(party, room)` now, as its timer would, and wait for `on_alarm`
+        (a failure is retried as usual). Returns False if the room has no alarm set."""
+        at_ms = await self._backend.get_alarm((party, room))
+        if at_ms is None:
+            return False
+        timer = self._timers.pop((party, room), None)
+        if timer is not None:
+            timer.cancel()
+        await self._run(party, room, at_ms, 0)
+        return True
 
     def stop(self) -> None:
         """Disarm every timer and cancel running handlers (shutdown)."""

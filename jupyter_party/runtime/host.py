@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
 from ..protocol.codes import CloseCode
 from .alarms import AlarmClock
+from .clock import Clock, SystemClock, Timer
 from .errors import Overloaded, RoomError
 from .limits import Limits
 from .partylog import LogSink
@@ -47,11 +47,13 @@ class Host:
         steps: Steps | None = None,
         env: dict[str, Any] | None = None,
         owns: Callable[[str, str], bool] = lambda party, room: True,
+        clock: Clock | None = None,
     ) -> None:
         self.registry = registry
+        self.clock = clock = clock or SystemClock()
         self.limits = limits
         self.backend = backend
-        self.alarms = AlarmClock(self, backend, limits.alarm_retry_base)
+        self.alarms = AlarmClock(self, backend, limits.alarm_retry_base, clock)
         self.rooms: dict[tuple[str, str], Room] = {}
         self._logs = logs
         self._owns = owns
@@ -65,8 +67,9 @@ class Host:
             parties=parties,
             alarm_watcher=self.alarms.watcher,
             discard=self.discard,
+            clock=clock,
         )
-        self._idle: dict[Room, asyncio.TimerHandle] = {}
+        self._idle: dict[Room, Timer] = {}
         self._failures: dict[tuple[str, str], tuple[int, float]] = {}  # start failures, retry at
         self._handles = 0
         self._started = False
@@ -107,7 +110,7 @@ class Host:
         room._leases -= 1
         if room._leases == 0 and self.rooms.get((room.party, room.id)) is room:
             delay = self.limits.room_idle_timeout
-            self._idle[room] = asyncio.get_running_loop().call_later(delay, self._evict, room)
+            self._idle[room] = self.clock.call_later(delay, self._evict, room)
 
     def discard(self, room: Room) -> None:
         """Forget a room (it failed to start, or broke); the next event makes a new instance."""
@@ -127,16 +130,16 @@ class Host:
         await room._stop(CloseCode.SERVICE_RESTART, reason)
         return True
 
-    async def reload(self, party: str) -> int:
-        """After a redeploy: stop the party's live rooms (their clients are told to reconnect
-        with 1012) so the next event runs the new code; storage is kept. Returns how many
-        connections were closed."""
+    async def reload(self, party: str, reason: str = "party redeployed") -> int:
+        """After a redeploy (or removal): stop the party's live rooms (their clients are told
+        to reconnect with 1012) so the next event runs the new code; storage is kept. Returns
+        how many connections were closed."""
         rooms = [room for (name, _), room in self.rooms.items() if name == party]
         closed = sum(len(room.get_connections()) for room in rooms)
         for room in rooms:
             self.discard(room)
         restart = CloseCode.SERVICE_RESTART
-        await asyncio.gather(*(room._stop(restart, "party redeployed") for room in rooms))
+        await asyncio.gather(*(room._stop(restart, reason) for room in rooms))
         self._failures = {key: v for key, v in self._failures.items() if key[0] != party}
         return closed
 
@@ -177,7 +180,7 @@ class Host:
 
     def _check_backoff(self, party: str, room_id: str) -> None:
         failures, retry_at = self._failures.get((party, room_id), (0, 0.0))
-        wait = retry_at - time.monotonic()
+        wait = retry_at - self.clock.monotonic()
         if wait > 0:
             raise RoomError(
                 f"on_start of party {party!r} room {room_id!r} failed {failures} times in a "
@@ -191,7 +194,7 @@ class Host:
             return
         failures = self._failures.get(key, (0, 0.0))[0] + 1
         backoff = 0.0 if failures == 1 else min(2.0 ** (failures - 2), MAX_START_BACKOFF)
-        self._failures[key] = (failures, time.monotonic() + backoff)
+        self._failures[key] = (failures, self.clock.monotonic() + backoff)
         if backoff:
             self._logs.record(
                 room.party,

@@ -7,6 +7,7 @@ party, so the admin API can show why a party is missing instead of a bare 404.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -43,6 +44,7 @@ class Registry:
         self._failed: dict[str, int] = {}  # party -> mtime of the file that failed to load
         self._classes: dict[str, type[Server]] = {}
         self._sources: dict[str, str] = {}
+        self._digests: dict[str, str] = {}  # party -> digest of the file content it runs
         if entry_points:
             self._load_entry_points()
         for path in sorted(self.parties_dir.glob("[!.]*.py")) if self.parties_dir else ():
@@ -101,14 +103,54 @@ class Registry:
         staged = self.parties_dir / f".{name}.deploying.py"
         staged.write_text(source, "utf-8")
         try:
-            server_class = _party_class(_import_file(staged, name))
-        except Exception as error:
+            server_class = _import_party(staged, name)
+        except DeployError:
             staged.unlink(missing_ok=True)
-            summary = traceback.format_exception_only(error)[-1].strip()
-            raise DeployError(summary, traceback.format_exc()) from None
+            raise
         os.replace(staged, path)  # atomic: a crash leaves the old file or the new one
         self.add(name, server_class, str(path))
+        self._digests[name] = _digest(source.encode("utf-8"))
         return server_class
+
+    def load(self, name: str) -> bool:
+        """Import party `name` again from its file in `parties_dir` (it was edited), unless
+        its content is what is loaded already; returns whether a new version was loaded.
+
+        Like a deploy, a file that fails to import raises DeployError with the traceback and
+        leaves the running version untouched.
+        """
+        if self.parties_dir is None:
+            raise DeployError("this server has no parties_dir", "")
+        path = self.parties_dir / f"{name}.py"
+        content = path.read_bytes()
+        if name in self._classes and self._digests.get(name) == _digest(content):
+            return False
+        try:
+            server_class = _import_party(path, name)
+        except DeployError as error:
+            self.errors[name] = error.traceback
+            self._failed[name] = path.stat().st_mtime_ns
+            raise
+        self.add(name, server_class, str(path))
+        self._digests[name] = _digest(content)
+        self._failed.pop(name, None)
+        return True
+
+    def unload(self, name: str) -> bool:
+        """Forget party `name`, whose file left `parties_dir`; an installed party of the same
+        name (entry point) takes its place again. Returns False if it had no file here."""
+        if self.parties_dir is None:
+            return False
+        self._failed.pop(name, None)
+        if self._sources.get(name) != str(self.parties_dir / f"{name}.py"):
+            if name not in self._classes:
+                self.errors.pop(name, None)  # it never loaded: nothing left to explain
+            return False
+        del self._classes[name], self._sources[name]
+        self._digests.pop(name, None)
+        for point in entry_points(group=ENTRY_POINT_GROUP, name=name):
+            self._guarded(point.name, f"entry point {point.value}", point.load)
+        return True
 
     def reload(self, name: str) -> None:
         """Import party `name` again from `parties_dir` (deployed by another process)."""
@@ -121,9 +163,12 @@ class Registry:
 
     def _load_file(self, path: Path) -> None:
         self._failed.pop(path.stem, None)
+        content = path.read_bytes()
         self._guarded(path.stem, str(path), lambda: _party_class(_import_file(path)))
         if path.stem in self.errors:
             self._failed[path.stem] = path.stat().st_mtime_ns
+        else:
+            self._digests[path.stem] = _digest(content)
 
     def _guarded(self, name: str, source: str, load) -> None:
         try:
@@ -151,6 +196,20 @@ def _import_file(path: Path, party: str | None = None) -> ModuleType:
             sys.modules[name] = previous
         raise
     return module
+
+
+def _import_party(path: Path, name: str) -> type[Server]:
+    """The party class of the module at `path`; DeployError (with the traceback) if it fails
+    to import or defines no single Server subclass."""
+    try:
+        return _party_class(_import_file(path, name))
+    except Exception as error:
+        summary = traceback.format_exception_only(error)[-1].strip()
+        raise DeployError(summary, traceback.format_exc()) from None
+
+
+def _digest(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
 
 
 def _party_class(module: ModuleType) -> type[Server]:

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from .clock import Clock
 from .connection import Connection
 from .errors import RoomError
 from .http import Request, Response, to_response
@@ -60,6 +61,7 @@ class RoomServices:
     parties: Parties
     alarm_watcher: Callable[[str, str], Callable[[float | None], None]]
     discard: Callable[[Room], None]
+    clock: Clock
 
 
 @dataclass

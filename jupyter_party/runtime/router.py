@@ -410,15 +410,38 @@ class Router:
         return await self.call(self.place(party, room), "evict", party=party, room=room)
 
     async def deploy(self, name: str, source: str) -> dict[str, Any]:
-        """Deploy in worker 0 (which validates the source); the others then reload it. The
+        """Deploy in worker 0 (which validates the source); the others then reload it."""
+        if name in self._hosted:
+            return _hosted_elsewhere(name)
+        result = await self.call(0, "deploy", name=name, source=source)
+        if "error" not in result:
+            await self._spread(name, result, "deploy")
+        return result
+
+    async def load(self, name: str) -> dict[str, Any]:
+        """Party `name`'s file in parties_dir changed: load it as a deploy would (worker 0
+        imports it, or refuses it with the traceback; the others then reload it)."""
+        if name in self._hosted:
+            return _hosted_elsewhere(name)
+        result = await self.call(0, "load", name=name)
+        if "error" not in result and "unchanged" not in result:
+            await self._spread(name, result, "reload")
+        return result
+
+    async def unload(self, name: str) -> int:
+        """Party `name`'s file left parties_dir: every worker forgets it and closes its
+        rooms' clients with 1012. Returns how many were closed."""
+        workers = range(self._workers)
+        results = await asyncio.gather(*(self.call(w, "unload", name=name) for w in workers))
+        closed = sum(result["closed"] for result in results)
+        if any(result["removed"] for result in results):
+            self.logs.record(name, None, "log", f"removed: {closed} client(s) closed")
+        return closed
+
+    async def _spread(self, name: str, result: dict[str, Any], what: str) -> None:
+        """A new version of party `name` runs in worker 0: the other workers reload it. The
         party's log tells the deploying cell how many rooms restarted, and then how many of
         the clients told to reconnect (1012) came back within RECONNECT_WINDOW seconds."""
-        if name in self._hosted:
-            error = f"party {name!r} is hosted by a kernel: stop it there first (.stop())"
-            return {"error": error, "traceback": ""}
-        result = await self.call(0, "deploy", name=name, source=source)
-        if "error" in result:
-            return result
         self._unhosted.discard(name)
         for worker in range(1, self._workers):
             reloaded = await self.call(worker, "reload", name=name)
@@ -426,21 +449,20 @@ class Router:
             result["closed"] += reloaded["closed"]
         rooms, closed = result["rooms"], result["closed"]
         self.logs.record(
-            name, None, "log", f"deploy: {rooms} room(s) restarted, {closed} client(s) reconnecting"
+            name, None, "log", f"{what}: {rooms} room(s) restarted, {closed} client(s) reconnecting"
         )
         if closed:
             self._reconnecting[name] = waiting = _Reconnects(closed)
-            spawn(self._report_reconnects(name, waiting))
-        return result
+            spawn(self._report_reconnects(name, waiting, what))
 
-    async def _report_reconnects(self, name: str, waiting: _Reconnects) -> None:
+    async def _report_reconnects(self, name: str, waiting: _Reconnects, what: str) -> None:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(waiting.done.wait(), RECONNECT_WINDOW)
         if self._reconnecting.get(name) is waiting:
             del self._reconnecting[name]
         back = min(waiting.back, waiting.expected)
         self.logs.record(
-            name, None, "log", f"deploy: {back} of {waiting.expected} client(s) reconnected"
+            name, None, "log", f"{what}: {back} of {waiting.expected} client(s) reconnected"
         )
 
     # -- what sessions do: `uplink(worker)` is worker `worker`'s view of these ---------------
@@ -579,6 +601,11 @@ class Router:
     def uplink(self, worker: int) -> Uplink:
         """Worker `worker`'s uplink, for an in-process session (`workers = 0`)."""
         return Uplink(self, worker)
+
+
+def _hosted_elsewhere(name: str) -> dict[str, Any]:
+    error = f"party {name!r} is hosted by a kernel: stop it there first (.stop())"
+    return {"error": error, "traceback": ""}
 
 
 class _Reconnects:

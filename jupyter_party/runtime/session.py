@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 from ..protocol.codes import CloseCode
 from ..widgets._uisource import party_ui_source
+from .clock import Clock
 from .connection import Connection
 from .errors import Overloaded, RoomError, UnknownParty
 from .host import Host
@@ -106,6 +107,7 @@ class Session:
         env: dict[str, Any] | None = None,
         owns: Callable[[str, str], bool] = lambda party, room: True,
         watch: Watch | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._uplink = uplink
         self._watch = watch
@@ -123,6 +125,7 @@ class Session:
             steps=steps,
             env=env,
             owns=owns,
+            clock=clock,
         )
 
     async def start(self) -> None:
@@ -378,6 +381,22 @@ class Session:
     async def _op_reload(self, name: str, payload: bytes) -> Any:
         self.registry.reload(name)
         return await self._reload(name), b""
+
+    async def _op_load(self, name: str, payload: bytes) -> Any:
+        """Party `name`'s file changed: import it (refused like a deploy if that fails) and
+        restart the party's rooms here, unless the content is what runs already."""
+        try:
+            if not self.registry.load(name):
+                return {"unchanged": True}, b""
+        except DeployError as error:
+            return {"error": str(error), "traceback": error.traceback}, b""
+        return {"path": self.registry.source(name), **await self._reload(name)}, b""
+
+    async def _op_unload(self, name: str, payload: bytes) -> Any:
+        """Party `name`'s file is gone: forget it and stop its rooms here."""
+        if not self.registry.unload(name):
+            return {"removed": False, "closed": 0}, b""
+        return {"removed": True, "closed": await self.host.reload(name, "party removed")}, b""
 
     async def _reload(self, name: str) -> dict[str, int]:
         rooms = sum(1 for party, _ in self.host.rooms if party == name)

@@ -43,6 +43,7 @@ from ..protocol.ysync import (
     parse_frame,
     sync_frame,
 )
+from .clock import Timer
 from .connection import Connection
 from .ratelimit import RateLimiter
 from .room import maybe_await
@@ -113,7 +114,7 @@ class YServer(Server):
         self._broken = False  # set when yrs panicked: see _reset
         self._subscription: Any = None  # the document observer; pycrdt drops it if unreferenced
         self._persisting: asyncio.Task[None] | None = None
-        self._save_timer: asyncio.TimerHandle | None = None
+        self._save_timer: Timer | None = None
         self._save_deadline: float | None = None
 
     # -- hooks for subclasses ---------------------------------------------------------------
@@ -427,14 +428,14 @@ class YServer(Server):
         self._release()  # a discarded room is never stopped
 
     def _schedule_save(self) -> None:
-        loop = asyncio.get_running_loop()
-        now = loop.time()
+        clock = self.room._services.clock
+        now = clock.monotonic()
         if self._save_deadline is None:
             self._save_deadline = now + self.debounce_max_wait
         if self._save_timer is not None:
             self._save_timer.cancel()
-        when = min(now + self.debounce_wait, self._save_deadline)
-        self._save_timer = loop.call_at(when, lambda: spawn(self._save()))
+        delay = min(now + self.debounce_wait, self._save_deadline) - now
+        self._save_timer = clock.call_later(delay, lambda: spawn(self._save()))
 
     async def _save(self) -> None:
         if self._broken:

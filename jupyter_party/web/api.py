@@ -105,7 +105,8 @@ def share_url(request, base_url: str, party: str, room: str, token: str) -> str:
 
 
 class DeployHandler(_AdminHandler):
-    """`POST party-api/parties/{name}` with `{"source": ...}`: deploy or hot-reload a party.
+    """`POST party-api/parties/{name}` with `{"source": ...}`: deploy or hot-reload a party;
+    `DELETE`: undeploy it.
 
     The source is imported in a worker first. A refused deploy answers 400 with the traceback;
     the running version keeps running.
@@ -135,6 +136,20 @@ class DeployHandler(_AdminHandler):
                 "closed": closed,
             }
         )
+
+    @web.authenticated
+    @authorized
+    async def delete(self, name: str) -> None:
+        """Undeploy: remove the party's file from parties_dir and unload it everywhere (its
+        clients are closed with 1012); storage is kept."""
+        path = self.parties.parties_dir / f"{name}.py"
+        if not path.is_file():
+            raise web.HTTPError(
+                404, f"party {name!r} has no file in parties_dir: only deployed parties can go"
+            )
+        path.unlink()
+        closed = await self.parties.router.unload(name)
+        self.finish({"name": name, "path": str(path), "closed": closed})
 
 
 class LogsHandler(_AdminHandler):

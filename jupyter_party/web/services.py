@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ..runtime.limits import Limits
@@ -15,9 +16,11 @@ SETTING = "jupyter_party"
 
 @dataclass
 class PartyServices:
-    """The router to the rooms, share grants, limits, and the workers' state."""
+    """The router to the rooms, share grants, limits, the workers' state, and where party
+    files live."""
 
     router: Router
     shares: Shares
     limits: Limits
     workers: Callable[[], list[dict[str, Any]]]
+    parties_dir: Path
