@@ -129,7 +129,13 @@ def test_unknown_custom_messages_are_ignored():
 
 def test_relay_without_a_server_says_why(monkeypatch):
     monkeypatch.setattr("jupyter_party.client.discovery._running_servers", lambda: [])
-    for name in ("JPY_PARENT_PID", "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_SERVICE_URL"):
+    names = (
+        "JPY_PARENT_PID",
+        "JUPYTERHUB_API_TOKEN",
+        "JUPYTERHUB_SERVICE_URL",
+        "JUPYTER_PARTY_URL",
+    )
+    for name in names:
         monkeypatch.delenv(name, raising=False)
     w = RoomConsole("chat", "lobby", mode="relay")
     sent = record(w)
@@ -139,7 +145,7 @@ def test_relay_without_a_server_says_why(monkeypatch):
         time.sleep(0.01)
     (close, _), *_ = custom(sent)
     assert close["type"] == "close" and close["final"] is True
-    assert "could not find the Jupyter server" in close["reason"]
+    assert "no Jupyter server found" in close["reason"]
     assert w.status.startswith("closed (no connection") and w.connection_id == "me"
 
 

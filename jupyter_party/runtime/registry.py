@@ -8,6 +8,7 @@ party, so the admin API can show why a party is missing instead of a bare 404.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import logging
 import os
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ..protocol.names import check_party_name
+from .env import FILE_NAME, read_env_file
 from .errors import UnknownParty
 from .partylog import party_print
 from .server import Server
@@ -43,6 +45,7 @@ class Registry:
         self._failed: dict[str, int] = {}  # party -> mtime of the file that failed to load
         self._classes: dict[str, type[Server]] = {}
         self._sources: dict[str, str] = {}
+        self._env_files: dict[str, dict[str, str]] = {}
         if entry_points:
             self._load_entry_points()
         for path in sorted(self.parties_dir.glob("[!.]*.py")) if self.parties_dir else ():
@@ -55,6 +58,10 @@ class Registry:
     def source(self, name: str) -> str:
         """Where party `name` came from: a file path or an entry point."""
         return self._sources[name]
+
+    def env_file(self, name: str) -> dict[str, str]:
+        """The `.env` file next to party `name`'s module, as read when the party loaded."""
+        return self._env_files.get(name, {})
 
     def get(self, name: str) -> type[Server]:
         """The class of party `name`; a file added to `parties_dir` since start-up is loaded.
@@ -83,8 +90,10 @@ class Registry:
             raise TypeError(
                 f"party {name!r}: {server_class!r} is not a jupyter_party.Server subclass"
             )
+        env = _env_file_of(server_class)  # a malformed file fails the load, saying where
         self._classes[name] = server_class
         self._sources[name] = source
+        self._env_files[name] = env
         self.errors.pop(name, None)
 
     def deploy(self, name: str, source: str) -> type[Server]:
@@ -102,6 +111,7 @@ class Registry:
         staged.write_text(source, "utf-8")
         try:
             server_class = _party_class(_import_file(staged, name))
+            _env_file_of(server_class)
         except Exception as error:
             staged.unlink(missing_ok=True)
             summary = traceback.format_exception_only(error)[-1].strip()
@@ -151,6 +161,14 @@ def _import_file(path: Path, party: str | None = None) -> ModuleType:
             sys.modules[name] = previous
         raise
     return module
+
+
+def _env_file_of(server_class: type[Server]) -> dict[str, str]:
+    try:
+        module_file = Path(inspect.getfile(server_class))
+    except (TypeError, OSError):  # defined where there is no file: no `.env` either
+        return {}
+    return read_env_file(module_file.parent / FILE_NAME)
 
 
 def _party_class(module: ModuleType) -> type[Server]:
