@@ -50,13 +50,13 @@ START_TIMEOUT = 60.0
 TIMEOUT = 20.0
 TIMEOUT_MS = 20_000
 
-PARTY = '''
+PARTY = """
 from jupyter_party import Server
 
 class HubChat(Server):
     def on_message(self, message, sender):
         self.room.broadcast(message, without=[sender.id])
-'''
+"""
 
 HUB_CONFIG = """
 import sys
@@ -307,9 +307,7 @@ async def test_a_kernel_on_a_hub_shares_a_room_that_keeps_the_server_active(hub)
                 page = await (await browser.new_context()).new_page()
                 response = await page.goto(url.strip().splitlines()[-1])
                 assert response is not None and response.status == 200
-                await expect(page.locator("#status")).to_have_text(
-                    "connected", timeout=TIMEOUT_MS
-                )
+                await expect(page.locator("#status")).to_have_text("connected", timeout=TIMEOUT_MS)
                 # kernel -> browser
                 await kernel.run("await room.send('hello from the kernel')")
                 await expect(
