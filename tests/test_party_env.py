@@ -39,7 +39,8 @@ class EnvCheck(Server):
 
     def on_connect(self, connection, ctx):
         print("connected", connection.id)
-        connection.send(json.dumps({"keys": sorted(self.room.env), "digest": digest(self.room.env)}))
+        env = self.room.env
+        connection.send(json.dumps({"keys": sorted(env), "digest": digest(env)}))
 
     def on_request(self, request):
         logging.getLogger(__name__).warning("asked for %s", request.path)
