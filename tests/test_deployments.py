@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import sys
 import warnings
 from datetime import datetime
@@ -22,8 +23,18 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import TIMEOUT, eventually
+from conftest import PARTIES, TIMEOUT, eventually
 from jupyter_party.client.share import LocalShareLinkWarning, share_link
+
+
+@pytest.fixture
+def party_config(party_config, tmp_path):
+    """The probe party, in a directory of this test's own (the script deploys into it)."""
+    parties = tmp_path / "parties"
+    parties.mkdir()
+    shutil.copy(PARTIES / "probe.py", parties)
+    party_config["parties_dir"] = str(parties)
+    return party_config
 
 
 @pytest.fixture
