@@ -189,6 +189,22 @@ async def test_console_relays_through_the_kernel(url, token, widgets):
     await asyncio.wait_for(client.wait_closed(), TIMEOUT)
 
 
+async def test_console_share_links_are_made_by_the_kernel_in_relay_mode(url, token, widgets):
+    w = RoomConsole("probe", "shared", server=url(""), token=token, mode="relay")
+    widgets.append(w)
+    record(w)
+    from_front_end(w, {"type": "share", "access": "read"})
+    await eventually(lambda: w.share, TIMEOUT)
+    assert w.share["access"] == "read" and w.share["local"] is True  # a localhost test server
+    assert w.share["url"].startswith(url("party-share/probe/shared?share_token=jps_"))
+    refused = RoomConsole("probe", "r", server=url(""), token="wrong", mode="relay")
+    widgets.append(refused)
+    record(refused)
+    from_front_end(refused, {"type": "share", "access": "write"})
+    await eventually(lambda: refused.share, TIMEOUT)
+    assert refused.share["error"].startswith("no share link: ")
+
+
 async def test_relay_reports_closes_and_refusals(url, token, widgets):
     w = RoomConsole("no-such-party", "r", server=url(""), token=token, mode="relay")
     widgets.append(w)
