@@ -192,6 +192,7 @@ class PartyApp(ExtensionApp):
             self._describe_workers,
             self.activity,
             self.public_url,
+            dict(self.party_env),
         )
 
     def initialize_handlers(self) -> None:

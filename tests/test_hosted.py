@@ -3,12 +3,9 @@ of a real Jupyter server, with the kernel's own variables."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
-
-from conftest import eventually
 
 TIMEOUT = 10.0
 
@@ -30,7 +27,7 @@ print(quiz.status)
 
 @pytest.fixture
 def party_config(tmp_path):
-    return {"parties_dir": str(tmp_path / "parties")}
+    return {"parties_dir": str(tmp_path / "parties"), "party_env": {"QUIZ_MODE": "exam"}}
 
 
 @pytest.fixture
@@ -56,3 +53,23 @@ async def test_a_kernel_hosts_a_party_with_its_own_data(kernels, url, token, con
     assert await alice.recv_json() == {"count": 2}
     _, out = await kernel.run("print(json.dumps(answers))")
     assert json.loads(out) == [{"who": "alice", "answer": "42"}, {"who": "bob", "answer": "7"}]
+
+
+ENV = """
+class Env(jupyter_party.Server):
+    def on_connect(self, connection, ctx):
+        connection.send(json.dumps(self.room.env))
+
+env_party = jupyter_party.host(Env, name="envcheck", server=SERVER, token=TOKEN)
+await env_party.ready()
+print(env_party.status)
+"""
+
+
+async def test_a_party_hosted_by_a_kernel_gets_the_party_env(kernels, url, token, connect):
+    kernel = await kernels()
+    await host_quiz(kernel, url, token)
+    _, out = await kernel.run(ENV)
+    assert out.strip() == "live", out
+    client = await connect("parties/envcheck/r1")
+    assert await client.recv_json() == {"QUIZ_MODE": "exam"}

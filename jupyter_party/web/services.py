@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ..runtime.limits import Limits
@@ -17,7 +17,8 @@ SETTING = "jupyter_party"
 @dataclass
 class PartyServices:
     """The router to the rooms, share grants, limits, the workers' state, the rooms' share of
-    the server's activity, and the configured public URL (`PartyApp.public_url`)."""
+    the server's activity, the configured public URL (`PartyApp.public_url`), and the parties'
+    environment (`PartyApp.party_env`, for parties hosted by kernels)."""
 
     router: Router
     shares: Shares
@@ -25,3 +26,4 @@ class PartyServices:
     workers: Callable[[], list[dict[str, Any]]]
     activity: Activity
     public_url: str = ""
+    party_env: dict[str, str] = field(default_factory=dict)

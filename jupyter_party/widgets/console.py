@@ -8,8 +8,9 @@ from typing import Any
 
 import traitlets
 
+from ..client._loop import client_loop
 from ..runtime.tasks import spawn
-from ._base import STATIC, RoomWidget, _client_loop
+from ._base import STATIC, RoomWidget
 
 MAX_MESSAGES = 200
 
@@ -50,7 +51,7 @@ class RoomConsole(RoomWidget):
     def _on_other_message(self, content: dict, buffers: list[Any]) -> None:
         if content.get("type") == "share":  # relay mode: the page cannot ask the server itself
             access = "read" if content.get("access") == "read" else "write"
-            self._loop = self._loop or _client_loop()
+            self._loop = self._loop or client_loop()
             self._call(lambda: spawn(self._make_share(access)))
 
     async def _make_share(self, access: str) -> None:
