@@ -14,7 +14,7 @@ from pathlib import Path
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Enum, Float, Int, Unicode, default
+from traitlets import Bool, Dict, Enum, Float, Int, Unicode, default
 
 from .runtime import partylog
 from .runtime.limits import Limits
@@ -27,6 +27,7 @@ from .runtime.storage import open_backend
 from .runtime.supervisor import Supervisor
 from .runtime.tasks import spawn
 from .runtime.watcher import watch_parties
+from .web.activity import Activity
 from .web.routes import ROUTES
 from .web.services import SETTING, PartyServices
 
@@ -150,6 +151,27 @@ class PartyApp(ExtensionApp):
         "with each retry (6 retries, then the alarm is dropped).",
     ).tag(config=True)
 
+    public_url = Unicode(
+        "",
+        help="This server's public base URL, e.g. `https://hub.example.org/user/alice/` (a URL "
+        "without a path gets the server's base_url): what share links made by kernels and "
+        "scripts are built on. Default: JupyterHub's `JUPYTERHUB_PUBLIC_URL`, else the address "
+        "the request came to. Links asked for by a browser use the browser's address.",
+    ).tag(config=True)
+    room_activity_timeout = Float(
+        300.0,
+        help="Seconds without a message from any client after which open room connections "
+        "stop counting as server activity (what `/api/status`, "
+        "`shutdown_no_activity_timeout` and JupyterHub's idle culler see).",
+    ).tag(config=True)
+    party_env = Dict(
+        key_trait=Unicode(),
+        value_trait=Unicode(),
+        help="Settings and secrets for party code, as `room.env` and `lobby.env` of every "
+        "party; a `.env` file next to a party's module adds to it (and wins). Never logged "
+        "or shown by any API.",
+    ).tag(config=True)
+
     @default("parties_dir")
     def _default_parties_dir(self) -> str:
         return str(Path(jupyter_data_dir()) / "jupyter_party" / "parties")
@@ -173,12 +195,18 @@ class PartyApp(ExtensionApp):
         self.router.starter = self._start_rooms
         self._watching: asyncio.Task[None] | None = None
         self._stop_watching = asyncio.Event()
+        self.activity = Activity(
+            self.serverapp.web_app.settings["last_activity_times"], self.room_activity_timeout
+        )
         self.settings[SETTING] = PartyServices(
             self.router,
             self.shares,
             self.limits,
             self._describe_workers,
             Path(self.parties_dir).expanduser(),
+            self.activity,
+            self.public_url,
+            dict(self.party_env),
         )
 
     def initialize_handlers(self) -> None:
@@ -195,10 +223,15 @@ class PartyApp(ExtensionApp):
         return self._starting
 
     async def _start(self) -> None:
+        self.activity.start()
         parties_dir = str(Path(self.parties_dir).expanduser())
         if self.workers == 0:
             self.session = Session(
-                self.router.uplink(0), Registry(parties_dir), self.backend, self.limits
+                self.router.uplink(0),
+                Registry(parties_dir),
+                self.backend,
+                self.limits,
+                env=dict(self.party_env),
             )
             await self.session.start()
             self.router.attach(0, self.session)
@@ -207,7 +240,7 @@ class PartyApp(ExtensionApp):
                 "parties_dir": parties_dir,
                 "storage_url": self.storage_url,
                 "limits": asdict(self.limits),
-                "env": {},
+                "env": dict(self.party_env),
                 "workers": self.workers,
                 "handler_timeout": self.handler_timeout,
                 "log_level": logging.getLogger("jupyter_party").getEffectiveLevel(),
@@ -244,6 +277,7 @@ class PartyApp(ExtensionApp):
         return [{"worker": 0, "pid": None, "restarts": 0, "last_exit": None}]
 
     async def stop_extension(self) -> None:
+        self.activity.stop()
         self.router.shutdown()
         if self._starting is not None and not self._starting.done():
             await self._starting

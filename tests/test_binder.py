@@ -5,7 +5,10 @@ runs in the repository root with that virtualenv first in PATH (as repo2docker r
 `jupyter lab` is started from it as Binder would start it; the server extension must be
 enabled there, anywidget's front end installed, and notebooks/quickstart.ipynb must execute
 against that server, its kernel finding the server by itself (runtime file + JPY_PARENT_PID),
-as in Jupyter. Slow (a virtualenv and two pip installs, using pip's cache): about a minute.
+as in Jupyter. The server runs under a hub's prefix with the variables Binder's hub gives it
+(`JUPYTERHUB_PUBLIC_URL`, `JUPYTERHUB_SERVICE_PREFIX`, `BINDER_LAUNCH_HOST`), so the share link
+the notebook's kernel makes must be under the server's public base URL.
+Slow (a virtualenv and two pip installs, using pip's cache): about a minute.
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ ROOT = Path(__file__).resolve().parents[1]
 BINDER = ROOT / "binder"
 INSTALL_TIMEOUT = 300
 START_TIMEOUT = 60
+PREFIX = "/user/binder-test-abc123/"
+PUBLIC_URL = f"https://hub.binder.example{PREFIX}"  # where the browser reaches this server
 
 EXECUTE = r"""
 import json, sys
@@ -114,16 +119,24 @@ def binder_server(binder_env):
         "--ServerApp.port_retries=0",
         "--ServerApp.ip=127.0.0.1",
         f"--ServerApp.root_dir={root_dir}",
+        f"--ServerApp.base_url={PREFIX}",
         f"--IdentityProvider.token={token}",
         f"--PartyApp.parties_dir={base / 'parties'}",
         f"--PartyApp.storage_url=sqlite:///{base / 'rooms.db'}",
     ]
     if os.geteuid() == 0:
         args.append("--allow-root")
+    hub = {
+        "JUPYTERHUB_SERVICE_PREFIX": PREFIX,
+        "JUPYTERHUB_PUBLIC_URL": PUBLIC_URL,
+        "BINDER_LAUNCH_HOST": "https://binder.example/",  # BinderHub's, not this server's
+    }
     log = (base / "server.log").open("w")
-    server = subprocess.Popen(args, cwd=root_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
+    server = subprocess.Popen(
+        args, cwd=root_dir, env={**env, **hub}, stdout=log, stderr=subprocess.STDOUT
+    )
     try:
-        url = f"http://127.0.0.1:{port}/"
+        url = f"http://127.0.0.1:{port}{PREFIX}"
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             assert server.poll() is None, (base / "server.log").read_text()[-4000:]
@@ -212,4 +225,5 @@ def test_quickstart_runs_on_binder(binder_env, binder_server):
     assert '{"type":"history","messages":[]}' in cells[2]
     assert "<widget>" in cells[2]  # the handle displays as a room console
     assert "the first client got: hello from the second client" in cells[3]
-    assert "/party-share/quickchat/lobby" in cells[4]
+    assert f"share link for {PUBLIC_URL}party-share/quickchat/lobby" in cells[4], cells[4]
+    assert "LocalShareLinkWarning" not in cells[4]

@@ -57,7 +57,7 @@ print(counter.status)
 
 @pytest.fixture
 def party_config(tmp_path):
-    return {"parties_dir": str(tmp_path / "parties")}
+    return {"parties_dir": str(tmp_path / "parties"), "party_env": {"QUIZ_MODE": "exam"}}
 
 
 @pytest.fixture
@@ -258,3 +258,21 @@ async def test_decorators_admin_api_and_widget(hosting, connect, http):
         return await widget("view.status") == "stopped: by stop()"
 
     await eventually(stopped, message="the widget shows the party stopped")
+
+
+async def test_a_party_hosted_by_a_kernel_gets_the_party_env(hosting, connect):
+    await hosting(
+        """
+        import json
+
+        class Env(jupyter_party.Server):
+            def on_connect(self, connection, ctx):
+                connection.send(json.dumps(self.room.env))
+
+        env_party = jupyter_party.host(Env, name="envcheck", server=SERVER, token=TOKEN)
+        await env_party.ready()
+        print(env_party.status)
+        """
+    )
+    client = await connect("parties/envcheck/r1")
+    assert await client.recv_json() == {"QUIZ_MODE": "exam"}

@@ -129,7 +129,13 @@ def test_unknown_custom_messages_are_ignored():
 
 def test_relay_without_a_server_says_why(monkeypatch):
     monkeypatch.setattr("jupyter_party.client.discovery._running_servers", lambda: [])
-    for name in ("JPY_PARENT_PID", "JUPYTERHUB_API_TOKEN", "JUPYTERHUB_SERVICE_URL"):
+    names = (
+        "JPY_PARENT_PID",
+        "JUPYTERHUB_API_TOKEN",
+        "JUPYTERHUB_SERVICE_URL",
+        "JUPYTER_PARTY_URL",
+    )
+    for name in names:
         monkeypatch.delenv(name, raising=False)
     w = RoomConsole("chat", "lobby", mode="relay")
     sent = record(w)
@@ -139,7 +145,7 @@ def test_relay_without_a_server_says_why(monkeypatch):
         time.sleep(0.01)
     (close, _), *_ = custom(sent)
     assert close["type"] == "close" and close["final"] is True
-    assert "could not find the Jupyter server" in close["reason"]
+    assert "no Jupyter server found" in close["reason"]
     assert w.status.startswith("closed (no connection") and w.connection_id == "me"
 
 
@@ -181,6 +187,22 @@ async def test_console_relays_through_the_kernel(url, token, widgets):
     from_front_end(w, {"type": "relay-close"})
     assert w.relay_client is None
     await asyncio.wait_for(client.wait_closed(), TIMEOUT)
+
+
+async def test_console_share_links_are_made_by_the_kernel_in_relay_mode(url, token, widgets):
+    w = RoomConsole("probe", "shared", server=url(""), token=token, mode="relay")
+    widgets.append(w)
+    record(w)
+    from_front_end(w, {"type": "share", "access": "read"})
+    await eventually(lambda: w.share, TIMEOUT)
+    assert w.share["access"] == "read" and w.share["local"] is True  # a localhost test server
+    assert w.share["url"].startswith(url("party-share/probe/shared?share_token=jps_"))
+    refused = RoomConsole("probe", "r", server=url(""), token="wrong", mode="relay")
+    widgets.append(refused)
+    record(refused)
+    from_front_end(refused, {"type": "share", "access": "write"})
+    await eventually(lambda: refused.share, TIMEOUT)
+    assert refused.share["error"].startswith("no share link: ")
 
 
 async def test_relay_reports_closes_and_refusals(url, token, widgets):

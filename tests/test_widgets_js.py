@@ -40,7 +40,7 @@ def test_committed_bundles_are_fresh(tmp_path):
         ["node", "build.mjs", str(tmp_path)], cwd=JS, check=True, capture_output=True, timeout=120
     )
     built = sorted(p.name for p in tmp_path.iterdir())
-    assert built == ["console.js", "doc.js", "ui.js"]
+    assert built == ["console.js", "doc.js", "host.js", "ui.js"]
     assert built == sorted(p.name for p in STATIC.iterdir())
     for name in built:
         assert (tmp_path / name).read_bytes() == (STATIC / name).read_bytes(), (

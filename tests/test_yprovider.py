@@ -247,7 +247,7 @@ async def test_document_argument(open_doc):
 def runtime(tmp_path, monkeypatch):
     """A runtime dir holding a jpserver file for this process; hub variables cleared."""
     for name in list(os.environ):
-        if name.startswith(("JUPYTERHUB_", "JPY_")):
+        if name.startswith(("JUPYTERHUB_", "JPY_", "JUPYTER_PARTY_")):
             monkeypatch.delenv(name)
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path))
 
@@ -305,6 +305,19 @@ def test_find_server_jupyterhub(runtime, monkeypatch):
         find_server("http://attacker.example:40000/user/ann/")
     with pytest.raises(ServerNotFound, match="no token"):
         find_server("http://127.0.0.1:40001/")
+
+
+def test_find_server_from_jupyter_party_variables(runtime, monkeypatch):
+    runtime()
+    monkeypatch.setenv("JPY_PARENT_PID", str(os.getpid()))
+    monkeypatch.setenv("JUPYTER_PARTY_URL", "https://remote.example:8443/jp")
+    monkeypatch.setenv("JUPYTER_PARTY_TOKEN", "remote-token")
+    info = find_server()  # the variables win over the kernel's own server
+    assert (info.url, info.token) == ("https://remote.example:8443/jp/", "remote-token")
+    assert find_server("http://h:1/", "t").url == "http://h:1/"  # explicit arguments win
+    monkeypatch.delenv("JUPYTER_PARTY_TOKEN")
+    with pytest.raises(ServerNotFound, match="set JUPYTER_PARTY_TOKEN="):
+        find_server()
 
 
 def test_find_server_errors(runtime, monkeypatch):

@@ -6,7 +6,7 @@ from .discovery import ServerInfo, ServerNotFound, find_server
 from .hosting import HostedParty, HostError, host
 from .logs import logs
 from .room import BlockingRoomClient, RoomClient, RoomResponse, connect, connect_blocking
-from .share import ShareLinkError, share_link
+from .share import LocalShareLinkWarning, ShareLinkError, share_link
 from .ydoc import Awareness, DocumentRecreated, RoomDoc, RoomRefused, doc, doc_blocking
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "DocumentRecreated",
     "HostError",
     "HostedParty",
+    "LocalShareLinkWarning",
     "RoomClient",
     "RoomDoc",
     "RoomRefused",

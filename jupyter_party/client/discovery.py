@@ -1,6 +1,7 @@
 """How notebook-side code finds its Jupyter server: explicit arguments, else the environment.
 
-Order: explicit `server`/`token`; the running server whose pid is the kernel's
+Order: explicit `server`/`token`; `JUPYTER_PARTY_URL` / `JUPYTER_PARTY_TOKEN` (any process:
+VS Code, a remote kernel, a script); the running server whose pid is the kernel's
 `JPY_PARENT_PID`; JupyterHub's `JUPYTERHUB_SERVICE_URL` (or `JUPYTERHUB_HOST` +
 `JUPYTERHUB_SERVICE_PREFIX`) with `JUPYTERHUB_API_TOKEN`; the only running server.
 """
@@ -13,7 +14,12 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 _WILDCARDS = ("", "0.0.0.0", "::", "*")
-_HINT = "pass server='http://host:port/base_url/' and token='...' explicitly"
+URL_VAR = "JUPYTER_PARTY_URL"
+TOKEN_VAR = "JUPYTER_PARTY_TOKEN"
+_HINT = (
+    f"set {URL_VAR}=http://host:port/base_url/ and {TOKEN_VAR}=<that server's token> in this "
+    "process's environment, or pass server= and token="
+)
 
 
 class ServerNotFound(LookupError):
@@ -39,10 +45,14 @@ class ServerInfo:
 
 
 def find_server(server: str | None = None, token: str | None = None) -> ServerInfo:
-    """Find the Jupyter server to talk to; explicit `server` and `token` win.
+    """Find the Jupyter server to talk to; explicit `server` and `token` win, then the
+    `JUPYTER_PARTY_URL` / `JUPYTER_PARTY_TOKEN` environment variables, then discovery.
 
-    Raises ServerNotFound with a message saying what to pass instead.
+    Raises ServerNotFound with a message saying what to set instead.
     """
+    server = server or os.environ.get(URL_VAR) or None
+    if token is None:
+        token = os.environ.get(TOKEN_VAR) or None
     if server:
         url = _normalise(server)
         if token is None:
@@ -50,7 +60,10 @@ def find_server(server: str | None = None, token: str | None = None) -> ServerIn
         return ServerInfo(url, _check_token(token, url))
     found = _discover()
     if found is None:
-        raise ServerNotFound(f"could not find the Jupyter server of this kernel: {_HINT}")
+        raise ServerNotFound(
+            "no Jupyter server found (this process was not started by a Jupyter server, and "
+            f"none runs here): {_HINT}"
+        )
     url, discovered_token = found
     return ServerInfo(url, _check_token(token if token is not None else discovered_token, url))
 
@@ -137,6 +150,6 @@ def _check_token(token: str | None, url: str) -> str:
     if not token:
         raise ServerNotFound(
             f"no token for the Jupyter server at {url} (it may use a password or no "
-            "authentication): pass token='...' explicitly"
+            f"authentication): set {TOKEN_VAR}=<its token>, or pass token="
         )
     return token

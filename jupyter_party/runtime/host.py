@@ -58,7 +58,7 @@ class Host:
         self._logs = logs
         self._owns = owns
         self._services = RoomServices(
-            env=env or {},
+            env=lambda party: {**(env or {}), **registry.env_file(party)},
             backend=backend,
             limits=limits,
             logs=logs,

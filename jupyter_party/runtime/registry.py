@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import inspect
 import logging
 import os
 import sys
@@ -18,6 +19,7 @@ from pathlib import Path
 from types import ModuleType
 
 from ..protocol.names import check_party_name
+from .env import FILE_NAME, read_env_file
 from .errors import UnknownParty
 from .partylog import party_print
 from .server import Server
@@ -45,6 +47,7 @@ class Registry:
         self._classes: dict[str, type[Server]] = {}
         self._sources: dict[str, str] = {}
         self._digests: dict[str, str] = {}  # party -> digest of the file content it runs
+        self._env_files: dict[str, dict[str, str]] = {}
         if entry_points:
             self._load_entry_points()
         for path in sorted(self.parties_dir.glob("[!.]*.py")) if self.parties_dir else ():
@@ -57,6 +60,10 @@ class Registry:
     def source(self, name: str) -> str:
         """Where party `name` came from: a file path or an entry point."""
         return self._sources[name]
+
+    def env_file(self, name: str) -> dict[str, str]:
+        """The `.env` file next to party `name`'s module, as read when the party loaded."""
+        return self._env_files.get(name, {})
 
     def get(self, name: str) -> type[Server]:
         """The class of party `name`; a file added to `parties_dir` since start-up is loaded.
@@ -85,8 +92,10 @@ class Registry:
             raise TypeError(
                 f"party {name!r}: {server_class!r} is not a jupyter_party.Server subclass"
             )
+        env = _env_file_of(server_class)  # a malformed file fails the load, saying where
         self._classes[name] = server_class
         self._sources[name] = source
+        self._env_files[name] = env
         self.errors.pop(name, None)
 
     def deploy(self, name: str, source: str) -> type[Server]:
@@ -202,7 +211,9 @@ def _import_party(path: Path, name: str) -> type[Server]:
     """The party class of the module at `path`; DeployError (with the traceback) if it fails
     to import or defines no single Server subclass."""
     try:
-        return _party_class(_import_file(path, name))
+        server_class = _party_class(_import_file(path, name))
+        _env_file_of(server_class)  # a malformed `.env` refuses the party, saying where
+        return server_class
     except Exception as error:
         summary = traceback.format_exception_only(error)[-1].strip()
         raise DeployError(summary, traceback.format_exc()) from None
@@ -210,6 +221,14 @@ def _import_party(path: Path, name: str) -> type[Server]:
 
 def _digest(content: bytes) -> str:
     return hashlib.sha256(content).hexdigest()
+
+
+def _env_file_of(server_class: type[Server]) -> dict[str, str]:
+    try:
+        module_file = Path(inspect.getfile(server_class))
+    except (TypeError, OSError):  # defined where there is no file: no `.env` either
+        return {}
+    return read_env_file(module_file.parent / FILE_NAME)
 
 
 def _party_class(module: ModuleType) -> type[Server]:

@@ -52,7 +52,7 @@ class Members(Protocol):
 class RoomServices:
     """What a room needs from the process that hosts it, and nothing more."""
 
-    env: dict[str, Any]
+    env: Callable[[str], dict[str, Any]]  # a party's environment (env.py)
     backend: Backend
     limits: Limits
     logs: LogSink
@@ -106,7 +106,7 @@ class Room:
     ) -> None:
         self.id = id
         self.party = party
-        self.env = services.env
+        self.env = services.env(party)
         self.storage = Storage(services.backend, party, id, services.alarm_watcher(party, id))
         self.context = Context(services.parties)
         self.server: Server | None = None

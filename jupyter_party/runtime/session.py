@@ -336,7 +336,7 @@ class Session:
         )
         hook = "on_before_connect" if kind == "connect" else "on_before_request"
         services = self.host._services
-        lobby = Lobby(room, party, services.env, services.parties)
+        lobby = Lobby(room, party, services.env(party), services.parties)
         try:
             verdict = await services.steps.run(party, room, hook, gate, request, lobby)
         except Exception as error:  # PartyKit: a gate that throws refuses with 401

@@ -14,6 +14,7 @@ from ..runtime import metrics
 from ..runtime.channel import ChannelLost
 from ..runtime.errors import Overloaded
 from ..runtime.shares import DEFAULT_EXPIRES_IN
+from .public_url import is_local, public_base
 from .room_handler import SHARE_PARAM
 from .services import SETTING, PartyServices
 
@@ -74,8 +75,9 @@ class SharesHandler(_AdminHandler):
             raise web.HTTPError(400, str(error)) from None
         metrics.SHARE_LINKS.labels("issued").inc()
         self.set_status(201)
-        url = share_url(self.request, self.base_url, party, room, token)
-        self.finish({"url": url, "token": token, **grant.public()})
+        base = public_base(self.request, self.base_url, self.parties.public_url)
+        url = f"{base}party-share/{party}/{room}?{urlencode({SHARE_PARAM: token})}"
+        self.finish({"url": url, "local": is_local(url), "token": token, **grant.public()})
 
     @web.authenticated
     @authorized
@@ -96,12 +98,6 @@ class ShareHandler(_AdminHandler):
         metrics.SHARE_LINKS.labels("revoked").inc()
         self.set_status(204)
         self.finish()
-
-
-def share_url(request, base_url: str, party: str, room: str, token: str) -> str:
-    """The absolute URL of a room's share page, carrying `token`."""
-    query = urlencode({SHARE_PARAM: token})
-    return f"{request.protocol}://{request.host}{base_url}party-share/{party}/{room}?{query}"
 
 
 class DeployHandler(_AdminHandler):

@@ -75,7 +75,8 @@ class HostHandler(WebSocketHandler, JupyterHandler):
         self._index = index
         self._link = link = WorkerLink(router, index)
         link.channel.connection_made(WebSocketStream(self))
-        config = {"party": party, "limits": asdict(self.parties.limits), "env": {}}
+        limits = asdict(self.parties.limits)
+        config = {"party": party, "limits": limits, "env": self.parties.party_env}
         link.channel.send(wire.HELLO, [wire.VERSION, config])
         spawn(self._attach(link, index))
 

@@ -111,6 +111,7 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
         self._limited = True  # rate limits apply (a guest, or limit_owner)
         self._expiry: asyncio.TimerHandle | None = None
         self._transport = _SocketTransport(self)
+        self._counted = False  # this socket is among the activity's open ones
 
     # -- HTTP -------------------------------------------------------------------------------
 
@@ -135,6 +136,8 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
             response = refused.response
         except Overloaded as error:
             response = Response.json({"error": str(error)}, 503)
+        if response.status < 400:  # refused strangers do not keep the server alive
+            self.parties.activity.event()
         self._respond(response)
 
     def _respond(self, response: Response) -> None:
@@ -239,6 +242,9 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
         self._transport.upgrade()
         if self._refusal is not None:
             self.close(self._refusal.code, str(self._refusal))
+        elif self._socket is not None:
+            self._counted = True
+            self.parties.activity.opened()
 
     def _expired(self) -> None:
         if self._socket is not None:
@@ -248,6 +254,7 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
         socket = self._socket
         if socket is None:
             return None
+        self.parties.activity.event()
         if not self._limited or self._limiter.allow(len(message)):  # text: in characters
             return self.parties.router.message(socket, message)
         drops = self._party_limits.get("rate_limit_drops", True)
@@ -265,6 +272,9 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
         if self._expiry is not None:
             self._expiry.cancel()
         socket, self._socket = self._socket, None
+        if self._counted:
+            self._counted = False
+            self.parties.activity.closed()
         if socket is not None:
             self.parties.router.closed(socket, self.close_code or 1005, self.close_reason or "")
 

@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..runtime.limits import Limits
 from ..runtime.router import Router
 from ..runtime.shares import Shares
+from .activity import Activity
 
 SETTING = "jupyter_party"
 
 
 @dataclass
 class PartyServices:
-    """The router to the rooms, share grants, limits, the workers' state, and where party
-    files live."""
+    """The router to the rooms, share grants, limits, the workers' state, where party files
+    live, the rooms' share of the server's activity, the configured public URL
+    (`PartyApp.public_url`), and the parties' environment (`PartyApp.party_env`, for parties
+    hosted by kernels)."""
 
     router: Router
     shares: Shares
     limits: Limits
     workers: Callable[[], list[dict[str, Any]]]
     parties_dir: Path
+    activity: Activity
+    public_url: str = ""
+    party_env: dict[str, str] = field(default_factory=dict)

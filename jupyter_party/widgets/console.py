@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 import traitlets
 
+from ..client._loop import client_loop
+from ..runtime.tasks import spawn
 from ._base import STATIC, RoomWidget
 
 MAX_MESSAGES = 200
@@ -17,13 +20,16 @@ class RoomConsole(RoomWidget):
     to show the traffic of a `connect()` handle.
 
     `messages` is the shared log, ``{"dir": "in" | "out" | "info", "text", "time"}`` (epoch
-    ms), the last 200; `connections` the room's connection count (-1: unknown).
+    ms), the last 200; `connections` the room's connection count (-1: unknown); `share` the
+    last share link asked for, ``{"url", "access", "local"}`` or ``{"error"}``, shown as a
+    clickable, copyable link.
     """
 
     _esm = STATIC / "console.js"
 
     messages = traitlets.List(traitlets.Dict()).tag(sync=True)
     connections = traitlets.Int(-1).tag(sync=True)
+    share = traitlets.Dict().tag(sync=True)
 
     @traitlets.validate("messages")
     def _bounded(self, proposal: dict[str, Any]) -> list[dict[str, Any]]:
@@ -41,6 +47,24 @@ class RoomConsole(RoomWidget):
 
     def _connections(self, count: int) -> None:
         self.connections = count
+
+    def _on_other_message(self, content: dict, buffers: list[Any]) -> None:
+        if content.get("type") == "share":  # relay mode: the page cannot ask the server itself
+            access = "read" if content.get("access") == "read" else "write"
+            self._loop = self._loop or client_loop()
+            self._call(lambda: spawn(self._make_share(access)))
+
+    async def _make_share(self, access: str) -> None:
+        from ..client.share import request_share
+
+        try:
+            answer = await asyncio.to_thread(
+                request_share, self.party, self.room, access, server=self._server, token=self._token
+            )
+        except Exception as error:  # no server, refused: say so where the button was pressed
+            self.share = {"error": f"no share link: {error}"}
+            return
+        self.share = {"url": answer["url"], "access": access, "local": bool(answer.get("local"))}
 
 
 def _describe(message: str | bytes) -> str:

@@ -2,9 +2,12 @@
 // log and a send box -- the notebook twin of the share page (web/templates/share.html).
 //
 // State lives in the model so every view (and the kernel) sees the same thing:
-//   status, connection_id, connections (room size, -1 unknown), messages [{dir, text, time}].
+//   status, connection_id, connections (room size, -1 unknown), messages [{dir, text, time}],
+//   share ({url, access, local} or {error}: the last share link asked for).
 // In direct mode this module's per-model session writes them; in relay mode the kernel does.
-import { openTransport, randomId, roomConnections, sharedSession } from "./transport.js";
+// A share link asked for in direct mode comes from the page's own server and address; in relay
+// mode the kernel makes it ({type: "share", access} to the kernel).
+import { openTransport, randomId, requestShare, roomConnections, sharedSession } from "./transport.js";
 
 export const MAX_MESSAGES = 200;
 const POLL_MS = 5000;
@@ -20,6 +23,8 @@ export const CSS = `
 .jp-party-console .log .in { color: #0550ae; } .jp-party-console .log .out { color: #116329; } .jp-party-console .log .info { color: #6e7781; }
 .jp-party-console form { display: flex; gap: .5em; padding: .4em .8em; border-top: 1px solid #d0d7de; margin: 0; }
 .jp-party-console input { flex: 1; font: inherit; padding: .2em .4em; }
+.jp-party-console .share { display: flex; gap: .5em; align-items: baseline; flex-wrap: wrap; padding: .3em .8em; border-top: 1px solid #d0d7de; font-size: .9em; }
+.jp-party-console .share a { word-break: break-all; } .jp-party-console .share .note { color: #9a6700; }
 `;
 
 function describe(data) {
@@ -73,6 +78,17 @@ function createSession(model, env) {
       if (!transport.send(text)) return;
       if (direct) logMessage(model, "out", text);  // the kernel logs relayed messages itself
     },
+    async share(access) {
+      if (!direct) {
+        model.send({ type: "share", access });
+        return;
+      }
+      try {
+        setState(model, { share: await requestShare(transport, party, room, access, env) });
+      } catch (error) {
+        setState(model, { share: { error: `no share link: ${error.message || error}` } });
+      }
+    },
     close() {
       clearInterval(poll);
       transport.close();
@@ -80,7 +96,18 @@ function createSession(model, env) {
   };
 }
 
-/** The anywidget module; `env` injects {document, location, WebSocket, fetch} for tests. */
+/** Copy `text` to the clipboard; the button says whether it worked. */
+async function copyText(text, button, env) {
+  const clipboard = env.clipboard || (globalThis.navigator && globalThis.navigator.clipboard);
+  try {
+    await clipboard.writeText(text);
+    button.textContent = "Copied";
+  } catch {
+    button.textContent = "Copy failed: select the link";
+  }
+}
+
+/** The anywidget module; `env` injects {document, location, WebSocket, fetch, clipboard} for tests. */
 export function createConsole(env = {}) {
   const sessions = new WeakMap();
   return {
@@ -92,7 +119,8 @@ export function createConsole(env = {}) {
 <header><h1 class="title"></h1><span class="who"></span><span class="status">connecting…</span></header>
 <div class="presence"></div>
 <pre class="log" aria-live="polite"></pre>
-<form><input class="message" autocomplete="off" placeholder="Message (text, or JSON)" aria-label="Message"><button>Send</button></form>`;
+<form><input class="message" autocomplete="off" placeholder="Message (text, or JSON)" aria-label="Message"><button>Send</button></form>
+<div class="share"><button class="share-write" type="button">Share link</button><button class="share-read" type="button">Read-only link</button><span class="link"></span></div>`;
       el.append(root);
       const $ = (selector) => root.querySelector(selector);
       const log = $(".log");
@@ -124,11 +152,37 @@ export function createConsole(env = {}) {
         );
         if (atBottom) log.scrollTop = log.scrollHeight;
       };
+      const renderShare = () => {
+        const share = model.get("share") || {};
+        const parts = [];
+        if (share.url) {
+          const link = document.createElement("a");
+          Object.assign(link, { href: share.url, target: "_blank", rel: "noopener noreferrer" });
+          link.textContent = share.url;
+          const copy = document.createElement("button");
+          Object.assign(copy, { type: "button", className: "copy", textContent: "Copy" });
+          copy.addEventListener("click", () => copyText(share.url, copy, env));
+          parts.push(`${share.access === "read" ? "read-only" : "write"} link: `, link, copy);
+          if (share.local) {
+            const note = document.createElement("span");
+            note.className = "note";
+            note.textContent = "only this machine can open it: set PartyApp.public_url";
+            parts.push(note);
+          }
+        } else if (share.error) {
+          parts.push(share.error);
+        }
+        $(".link").replaceChildren(...parts);
+      };
       const events = ["change:status", "change:connection_id", "change:connections", "change:party", "change:room"];
       for (const event of events) model.on(event, renderHeader);
       model.on("change:messages", renderLog);
+      model.on("change:share", renderShare);
       renderHeader();
       renderLog();
+      renderShare();
+      $(".share-write").addEventListener("click", () => session.share("write"));
+      $(".share-read").addEventListener("click", () => session.share("read"));
 
       $("form").addEventListener("submit", (event) => {
         event.preventDefault();
@@ -141,6 +195,7 @@ export function createConsole(env = {}) {
       return () => {
         for (const event of events) model.off(event, renderHeader);
         model.off("change:messages", renderLog);
+        model.off("change:share", renderShare);
         release();
       };
     },

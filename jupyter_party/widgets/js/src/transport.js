@@ -273,6 +273,29 @@ export async function roomConnections(transport, party, room, fetchImpl = global
   }
 }
 
+/**
+ * Ask the page's server for a share link of the room (direct mode). The browser sends its own
+ * `Origin`, so the link is on the address this page was loaded from, proxies included.
+ * Resolves to `{url, access, local}`; rejects with the server's message.
+ */
+export async function requestShare(transport, party, room, access, env = {}) {
+  const fetchImpl = env.fetch || globalThis.fetch;
+  const doc = env.document || globalThis.document;
+  const headers = { "Content-Type": "application/json" };
+  if (transport.token) headers.Authorization = `token ${transport.token}`;
+  const xsrf = /(?:^|;\s*)_xsrf=([^;]*)/.exec((doc && doc.cookie) || "");
+  if (xsrf) headers["X-XSRFToken"] = decodeURIComponent(xsrf[1]); // cookie-authenticated pages
+  const response = await fetchImpl(`${transport.httpBase}party-api/share`, {
+    method: "POST",
+    headers,
+    credentials: "same-origin",
+    body: JSON.stringify({ party, room, access }),
+  });
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.message || `HTTP ${response.status}`);
+  return { url: body.url, access, local: !!body.local };
+}
+
 /** Per-model sessions shared by every view of the model, closed with the last view. */
 export function sharedSession(registry, model, create) {
   let entry = registry.get(model);

@@ -157,3 +157,63 @@ describe("relay mode (no jupyter-config-data: VS Code, Colab)", () => {
     expect(model.sent[0].content.type).toBe("relay-open");
   });
 });
+
+describe("share links", () => {
+  const shareUrl = "https://hub.example/user/me/party-share/chat/lobby?share_token=jps_x";
+
+  function serverFetch(answer, ok = true) {
+    return vi.fn(async (url, init = {}) => {
+      if (url.endsWith("party-api/share")) return { ok, status: ok ? 201 : 403, json: async () => answer };
+      return { ok: true, json: async () => ({ rooms: [] }) };
+    });
+  }
+
+  it("asks the page's server (direct mode) and shows a clickable, copyable link", async () => {
+    setPageConfig({ baseUrl: "/jp/", wsUrl: "", token: "tok" });
+    const fetch = serverFetch({ url: shareUrl, local: false });
+    const clipboard = { writeText: vi.fn(async () => {}) };
+    const model = fakeModel();
+    createConsole({ WebSocket: FakeWebSocket, fetch, clipboard }).render({ model, el });
+    el.querySelector(".share-read").click();
+    await tick();
+    const [url, init] = fetch.mock.calls.find(([u]) => u.endsWith("party-api/share"));
+    expect(url).toBe(`${location.origin}/jp/party-api/share`);
+    expect(init.method).toBe("POST");
+    expect(init.headers.Authorization).toBe("token tok");
+    expect(JSON.parse(init.body)).toEqual({ party: "chat", room: "lobby", access: "read" });
+    expect(model.get("share")).toEqual({ url: shareUrl, access: "read", local: false });
+    const link = el.querySelector(".share a");
+    expect([link.href, link.target, link.rel]).toEqual([shareUrl, "_blank", "noopener noreferrer"]);
+    expect(text(".share .link")).toContain("read-only link");
+    expect(el.querySelector(".share .note")).toBeNull();
+    el.querySelector(".share .copy").click();
+    await tick();
+    expect(clipboard.writeText).toHaveBeenCalledWith(shareUrl);
+    expect(text(".share .copy")).toBe("Copied");
+  });
+
+  it("says when a link is local, and why there is none", async () => {
+    setPageConfig({ baseUrl: "/", wsUrl: "", token: "tok" });
+    const model = fakeModel();
+    const fetch = serverFetch({ url: "http://127.0.0.1:8888/party-share/chat/lobby?x", local: true });
+    createConsole({ WebSocket: FakeWebSocket, fetch }).render({ model, el });
+    el.querySelector(".share-write").click();
+    await tick();
+    expect(text(".share .note")).toContain("PartyApp.public_url");
+    const refused = serverFetch({ message: "no such party" }, false);
+    const other = document.createElement("div");
+    createConsole({ WebSocket: FakeWebSocket, fetch: refused }).render({ model: fakeModel(), el: other });
+    other.querySelector(".share-write").click();
+    await tick();
+    expect(other.querySelector(".share .link").textContent).toBe("no share link: no such party");
+  });
+
+  it("asks the kernel in relay mode, and shows what the kernel made", () => {
+    const model = fakeModel();
+    createConsole({ WebSocket: FakeWebSocket }).render({ model, el });
+    el.querySelector(".share-write").click();
+    expect(model.sent.at(-1).content).toEqual({ type: "share", access: "write" });
+    model.set("share", { url: shareUrl, access: "write", local: false });
+    expect(el.querySelector(".share a").href).toBe(shareUrl);
+  });
+});
