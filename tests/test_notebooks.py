@@ -3,8 +3,10 @@ the kernel finds the server by itself, as in Jupyter (runtime file + JPY_PARENT_
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 from pathlib import Path
 
 import nbformat
@@ -40,13 +42,14 @@ def run_notebook(tmp_path, jp_serverapp, jp_http_port, jp_base_url, http_server_
     (runtime / f"jpserver-{os.getpid()}.json").write_text(json.dumps(info))
     env = {**os.environ, "JUPYTER_RUNTIME_DIR": str(runtime), "JPY_PARENT_PID": str(os.getpid())}
 
-    async def run(name: str) -> list[str]:
+    async def run(name: str, on_cell_executed=None) -> list[str]:
         notebook = nbformat.read(NOTEBOOKS / name, as_version=4)
         client = NotebookClient(
             notebook,
             timeout=60,
             kernel_name="python3",
             resources={"metadata": {"path": str(tmp_path)}},
+            on_cell_executed=on_cell_executed,
         )
         await client.async_execute(env=env)
         return [_text(cell) for cell in notebook.cells if cell.cell_type == "code"]
@@ -70,7 +73,7 @@ def _text(cell) -> str:
 
 
 def test_every_notebook_is_tested():
-    tested = {"quickstart", "counter", "collaborative-doc", "poll", "hot-reload"}
+    tested = {"quickstart", "counter", "collaborative-doc", "poll", "hot-reload", "live-quiz"}
     assert {path.stem for path in NOTEBOOKS.glob("*.ipynb")} == tested
 
 
@@ -118,3 +121,32 @@ async def test_hot_reload_and_errors(run_notebook):
     # The deploying cell shows the party's live output (its updates arrive asynchronously:
     # tests/test_deploy_kernel.py checks the traceback landing there, message by message).
     assert "output from party 'greeter'" in cells[3] or "[lobby]" in cells[3]
+
+
+async def test_live_quiz_with_a_browser_guest(run_notebook):
+    """The notebook hosts the quiz; a guest in Chromium answers on the share page while the
+    notebook waits; the notebook's DataFrame holds the answer."""
+    from test_share_browser import TIMEOUT_MS, expect, fresh_context
+
+    link: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+
+    def executed(cell, cell_index, execute_reply) -> None:
+        found = re.search(r"http\S+/party-share/quiz/class\S*", _text(cell))
+        if found and not link.done():
+            link.set_result(found.group())
+
+    running = asyncio.ensure_future(run_notebook("live-quiz.ipynb", on_cell_executed=executed))
+    url = await asyncio.wait_for(asyncio.shield(link), 120)
+    async with fresh_context() as context:
+        page = await context.new_page()
+        await page.goto(url)
+        await expect(page.locator("h2")).to_have_text(
+            "Which planet is the largest?", timeout=TIMEOUT_MS
+        )
+        await page.get_by_role("button", name="Jupiter").click()
+        await expect(page.locator("#tally")).to_contain_text("Jupiter: 1", timeout=TIMEOUT_MS)
+        cells = await asyncio.wait_for(running, 120)
+    assert "<widget>" in cells[2]  # the hosted party's widget
+    assert re.search(r"0\s+[0-9a-f]{32}\s+Jupiter$", cells[4])  # the DataFrame: one answer
+    assert "Jupiter    1" in cells[5]
+    assert cells[6].strip() == "'stopped: by stop()'"
