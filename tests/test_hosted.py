@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import eventually
+from conftest import eventually, output_text
 
 TIMEOUT = 10.0
 
@@ -43,6 +43,9 @@ class Counter(jupyter_party.Server):
         elif message == "block":
             time.sleep(4)  # blocks this kernel, and so this party, and nothing else
             sender.send("unblocked")
+        elif message == "hang":
+            print("hanging", flush=True)  # iopub is a thread of its own: this gets out
+            time.sleep(60)
         elif message == "alarm":
             await self.room.storage.set_alarm(time.time() * 1000 + 200)
 
@@ -276,3 +279,24 @@ async def test_a_party_hosted_by_a_kernel_gets_the_party_env(hosting, connect):
     )
     client = await connect("parties/envcheck/r1")
     assert await client.recv_json() == {"QUIZ_MODE": "exam"}
+
+
+async def test_interrupting_a_blocked_kernel_stops_its_party(hosting, connect):
+    kernel = await hosting(COUNTER)
+    client = await connect("parties/tally/r")
+    await client.send("inc")
+    assert await client.recv() == "1"
+    await client.send("hang")
+    await eventually(lambda: "hanging" in output_text(kernel.messages), message="the hook to hang")
+    await kernel.manager.interrupt_kernel()
+    assert await client.closed() == (1012, "party 'tally' stopped")
+    _, out = await kernel.run("print(counter.status)")
+    assert out.strip() == "stopped: the kernel was interrupted"
+    _, out = await kernel.run(
+        "counter = jupyter_party.host(Counter, name='tally', server=SERVER, token=TOKEN)\n"
+        "await counter.ready(); print(counter.status)"
+    )
+    assert out.strip() == "live"
+    client = await connect("parties/tally/r")
+    await client.send("inc")
+    assert await client.recv() == "2"

@@ -16,7 +16,8 @@ party's ordinary room URLs (share links, gates, limits, read-only access and clo
 any party), and the hooks run here, in the kernel's event loop, between cell executions, where
 they see and change the notebook's variables. Storage stays on the server: hosting the party
 again finds its data. `stop()`, a kernel restart or a lost connection closes the party's
-sockets with 1012; they reconnect once the party is hosted again.
+sockets with 1012; they reconnect once the party is hosted again. Interrupting the kernel
+while a hook blocks it ends that hook and stops the party the same way.
 
 Small parties can be written with decorators; each hook gets the room first:
 
@@ -32,7 +33,9 @@ from __future__ import annotations
 import asyncio
 import collections
 import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -48,6 +51,7 @@ from ..runtime.limits import Limits
 from ..runtime.registry import Registry
 from ..runtime.server import Server
 from ..runtime.session import Session
+from ..runtime.stall import Steps
 from ..runtime.storage_link import RemoteBackend
 from ..runtime.tasks import spawn
 from ._loop import client_loop
@@ -68,6 +72,10 @@ _hosting: dict[str, HostedParty] = {}
 
 class HostError(RuntimeError):
     """The server will not let this kernel host the party; the message says why."""
+
+
+class KernelInterrupted(Exception):
+    """A hook of a hosted party was running when the kernel was interrupted."""
 
 
 def host(
@@ -238,11 +246,14 @@ class HostedParty:
             config = wire.check_hello(wire.Frame(wire.HELLO, link.hello.result(), b""))[1]
             registry = Registry(entry_points=False)
             registry.add(name, self._class, f"kernel (pid {os.getpid()})")
+            limits = Limits(**config["limits"])
+            steps = _Interruptible(limits.stall_warning, self) if _main_thread() else None
             link.session = session = Session(
                 link,
                 registry,
                 RemoteBackend(link.call, name),
-                Limits(**config["limits"]),
+                limits,
+                steps=steps,
                 env=config["env"],
                 owns=lambda party, room: party == name,
                 watch=self._event,
@@ -267,7 +278,7 @@ class HostedParty:
         session = self._session
         if session is not None:  # rooms first, while their storage is still reachable
             await session.close(CloseCode.SERVICE_RESTART, f"party {self.name!r} stopped")
-        self._why = "by stop()"
+        self._why = self._why or "by stop()"
         if self._socket is not None:
             self._socket.close(1000, "stopped")
         await self._ended.wait()
@@ -316,6 +327,38 @@ class HostedParty:
 
 
 REFRESH = 0.2
+
+
+class _Interruptible(Steps):
+    """The steps of a hosted party's code. A kernel interrupt (the notebook's stop button)
+    during one ends that hook with KernelInterrupted and stops the party (1012), instead of
+    being lost: outside a cell's execution, ipykernel ignores interrupts."""
+
+    __slots__ = ("_hosted", "_previous")
+
+    def __init__(self, warning: float, hosted: HostedParty) -> None:
+        super().__init__(warning)
+        self._hosted = hosted
+        self._previous: Any = None
+
+    def begin(self, party: str, room: str, hook: str) -> float:
+        self._previous = signal.signal(signal.SIGINT, self._interrupted)
+        return super().begin(party, room, hook)
+
+    def end(self, start: float, party: str, room: str, hook: str) -> None:
+        signal.signal(signal.SIGINT, self._previous)
+        super().end(start, party, room, hook)
+
+    def _interrupted(self, signum: int, frame: Any) -> None:
+        hosted = self._hosted
+        hosted._why = "the kernel was interrupted"
+        hosted._loop.call_soon(hosted.stop)
+        raise KernelInterrupted(f"party {hosted.name!r}: the kernel was interrupted")
+
+
+def _main_thread() -> bool:
+    """Signal handlers can only be set from the main thread (where a kernel runs its loop)."""
+    return threading.current_thread() is threading.main_thread()
 
 
 class _HostLink(SessionLink):
