@@ -12,8 +12,6 @@ import pytest
 
 from conftest import eventually, output_text
 
-TIMEOUT = 10.0
-
 QUIZ = """
 import json
 import jupyter_party
