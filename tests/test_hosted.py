@@ -300,3 +300,12 @@ async def test_interrupting_a_blocked_kernel_stops_its_party(hosting, connect):
     client = await connect("parties/tally/r")
     await client.send("inc")
     assert await client.recv() == "2"
+
+
+async def test_hosting_needs_jupyter_credentials(http):
+    answer = await http("party-api/host/quiz", auth=False)
+    assert answer.code in (401, 403)  # 403 where Jupyter refuses anonymous requests itself
+    answer = await http("party-api/host/quiz")
+    assert (answer.code, json.loads(answer.body)) == (200, {"party": "quiz", "available": True})
+    answer = await http("party-api/host/chat")
+    assert answer.code == 409 and "deployed on this server" in json.loads(answer.body)["message"]

@@ -534,8 +534,9 @@ class Router:
     async def relay_call(
         self, worker: int, op: str, args: dict[str, Any], payload: bytes = b""
     ) -> Any:
-        """Party code in `worker` calls another room: `fetch` or `socket`."""
-        party, room = args["party"], args.get("room", "")
+        """Party code in `worker` calls another room (`fetch` or `socket`); or a hosting
+        kernel reads or writes its party's storage (`storage`)."""
+        party, room = args["party"], args["room"]
         if op == "storage":
             return await self._storage(worker, party, room, args, payload)
         if op == "fetch":
