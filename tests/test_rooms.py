@@ -283,6 +283,9 @@ async def test_a_party_may_open_a_room_to_the_public(connect, http):
     assert await stranger.recv_json() == {"user": None, "access": "read"}
     response = await http("parties/public/open-lobby", auth=False)
     assert json.loads(response.body) == {"user": None, "access": "read"}
+    # A cookie-less POST (a script, curl) is no forged session: the gate judges it, not XSRF.
+    response = await http("parties/public/open-lobby", method="POST", body="{}", auth=False)
+    assert (response.code, json.loads(response.body)) == (200, {"user": None, "access": "read"})
     closed = await connect("parties/public/members", auth=False)
     assert await closed.closed() == (4401, "authentication required: use a Jupyter token")
     member = await connect("parties/public/members")

@@ -151,8 +151,10 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
 
     def check_xsrf_cookie(self) -> None:
         # XSRF protects cookie sessions. A share-token request ignores any cookie (see
-        # _identify), and a page that can forge it must already hold the token.
-        if not self.get_query_argument(SHARE_PARAM, ""):
+        # _identify), and a page that can forge it must already hold the token; a request
+        # with no cookie at all (a script, curl, a public room's client) has no session to
+        # forge, and is judged by the party's gate like any stranger.
+        if self.request.cookies and not self.get_query_argument(SHARE_PARAM, ""):
             super().check_xsrf_cookie()
 
     def check_origin(self, origin: str = "") -> bool:
