@@ -290,7 +290,7 @@ async def test_interrupting_a_blocked_kernel_stops_its_party(hosting, connect):
     await eventually(lambda: "hanging" in output_text(kernel.messages), message="the hook to hang")
     await kernel.manager.interrupt_kernel()
     assert await client.closed() == (1012, "party 'tally' stopped")
-    _, out = await kernel.run("print(counter.status)")
+    _, out = await kernel.run("await counter.stop()  # the stop under way\nprint(counter.status)")
     assert out.strip() == "stopped: the kernel was interrupted"
     _, out = await kernel.run(
         "counter = jupyter_party.host(Counter, name='tally', server=SERVER, token=TOKEN)\n"

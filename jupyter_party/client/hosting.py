@@ -134,6 +134,7 @@ class HostedParty:
         self._session: Session | None = None
         self._socket: Any = None
         self._stopping = False  # stop() closes the rooms itself
+        self._stopper: asyncio.Future[None] | None = None
         self._why = ""  # why it stopped, when this side knows better than the server
         self._view: Any = None
         self._refreshing: asyncio.Handle | None = None
@@ -170,10 +171,14 @@ class HostedParty:
     def stop(self) -> asyncio.Future[None]:
         """Stop serving: the party's clients are closed with 1012 (they reconnect once it is
         hosted again), its rooms finish their writes, the name is free. Await the result to
-        wait for all that."""
-        if _running(self._loop):
-            return spawn(self._stop())
-        return asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._stop(), self._loop))
+        wait for all that (each call returns the same stop)."""
+        if self._stopper is None:
+            if _running(self._loop):
+                self._stopper = spawn(self._stop())
+            else:
+                stopping = asyncio.run_coroutine_threadsafe(self._stop(), self._loop)
+                self._stopper = asyncio.wrap_future(stopping)
+        return self._stopper
 
     def __repr__(self) -> str:
         return f"<HostedParty {self.name!r} at {self.url}ROOM: {self.status}>"
