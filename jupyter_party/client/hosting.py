@@ -62,6 +62,8 @@ from .share import share_link
 
 #: Events a hosted party keeps for its widget.
 EVENTS = 50
+#: Seconds between two updates of the widget, at most.
+REFRESH = 0.2
 #: Seconds the kernel waits for the server's HELLO.
 HELLO_TIMEOUT = 30.0
 _HOOKS = ("on_start", "on_connect", "on_message", "on_close", "on_error", "on_request", "on_alarm")
@@ -237,6 +239,9 @@ class HostedParty:
             self._socket = socket = await open_socket(request, url)
         except Exception as error:
             return self._end(f"could not connect to {info.url}: {error}")
+        if self._stopping:  # stop() was called while connecting
+            socket.close(1000, "stopped")
+            return self._end("")
         link = _HostLink(self)
         link.channel.connection_made(WebSocketStream(socket))
         spawn(_pump(socket, link))
@@ -280,10 +285,10 @@ class HostedParty:
         if self.stopped:
             return
         self._stopping = True
+        self._why = self._why or "by stop()"
         session = self._session
         if session is not None:  # rooms first, while their storage is still reachable
             await session.close(CloseCode.SERVICE_RESTART, f"party {self.name!r} stopped")
-        self._why = self._why or "by stop()"
         if self._socket is not None:
             self._socket.close(1000, "stopped")
         await self._ended.wait()
@@ -329,9 +334,6 @@ class HostedParty:
         self._refreshing = None
         if self._view is not None:
             self._view.show(self.status, self.rooms(), list(self.events))
-
-
-REFRESH = 0.2
 
 
 class _Interruptible(Steps):
