@@ -1,4 +1,4 @@
-"""Tests for jupyter_party.runtime.storage, run against both backends."""
+"""Tests for jupyter_party.runtime.storage, run against every backend (SQLite, memory, Redis)."""
 
 import asyncio
 import contextlib
@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from redis_support import redis_server, redis_url  # noqa: F401 (fixtures)
 
 from jupyter_party.runtime.storage import (
     MAX_KEY_BYTES,
@@ -24,9 +25,11 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 SCOPE = ("chat", "lobby")
 
 
-@pytest.fixture(params=["sqlite", "memory"])
+@pytest.fixture(params=["sqlite", "memory", "redis"])
 def url(request, tmp_path):
     """A backend URL; the backend itself is opened inside each test (no async fixtures)."""
+    if request.param == "redis":
+        return request.getfixturevalue("redis_url")  # a real redis-server (redis_support.py)
     return f"sqlite:///{tmp_path}/party.db" if request.param == "sqlite" else "memory://"
 
 

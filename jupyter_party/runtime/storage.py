@@ -22,10 +22,13 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeAlias
 
+from .tasks import spawn
+
 __all__ = [
     "MAX_KEY_BYTES",
     "MAX_VALUE_BYTES",
     "Backend",
+    "GroupCommitBackend",
     "MemoryBackend",
     "SQLiteBackend",
     "Storage",
@@ -289,50 +292,43 @@ CREATE TABLE IF NOT EXISTS alarms (
 """
 
 
-class SQLiteBackend(Backend):
-    """All rooms in one SQLite file, written with group commit on a dedicated thread.
+class GroupCommitBackend(Backend):
+    """A backend whose operations run in atomic batches, one batch at a time, in issue order.
 
-    Operations issued during one event-loop turn run in a single SQLite transaction, in issue
-    order, on the worker thread; their futures resolve only after COMMIT returns. Operations issued
-    while a batch runs form the next batch, so batches grow with load and one fsync covers many
-    writes. If a batch fails, it is rolled back and every operation in it fails.
+    Operations issued during one event-loop turn form one batch; operations issued while a batch
+    runs form the next, so batches grow with load and one commit (an fsync, a Redis round trip)
+    covers many writes. A caller's future resolves only once its batch committed; a cancelled
+    caller does not cancel its write. Subclasses define what an operation is and
+    :meth:`_execute`, which runs a batch atomically.
     """
 
-    def __init__(self, path: str) -> None:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        # Rooms' data is the owner's: readable by nobody else (SQLite gives its -wal and -shm
-        # files the same mode).
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        # Opening happens once at startup, so doing it on the calling thread is acceptable.
-        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        # The server process (share grants) and every worker write to the same file; rooms
-        # never overlap, so a writer waiting its turn is all the coordination needed.
-        self._conn.execute("PRAGMA busy_timeout=30000")
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        # FULL fsyncs the WAL at every commit: an acknowledged write survives power loss.
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._conn.executescript(_SCHEMA)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="party-storage")
-        self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
+    def __init__(self) -> None:
+        self._pending: list[tuple[Any, asyncio.Future[Any]]] = []
         self._flush_scheduled = False
         self._busy = False
         self._closed = False
-        #: Statistic: number of batches (SQLite transactions) committed so far.
+        #: Statistic: number of batches committed so far.
         self.commits = 0
-        #: Seconds each batch took, from its start to its COMMIT, since `take_commit_times`.
+        #: Seconds each batch took, from its start to its commit, since `take_commit_times`.
         self._commit_times: list[float] = []
         self._batch_started = 0.0
 
-    # Batching machinery. Everything here except _run_batch runs on the event loop thread.
+    @abstractmethod
+    async def _execute(self, ops: list[Any]) -> list[Any]:
+        """Run ``ops`` as one atomic batch and return their results, in order.
 
-    def _enqueue(self, op: Op) -> asyncio.Future[Any]:
+        Raising fails every operation of the batch; a result that is an exception fails only
+        its own operation.
+        """
+
+    def _enqueue(self, op: Any) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         self._pending.append((op, future))
         self._schedule(loop)
         return future
 
-    def _submit(self, op: Op) -> asyncio.Future[Any]:
+    def _submit(self, op: Any) -> asyncio.Future[Any]:
         if self._closed:
             raise RuntimeError("the storage backend is closed")
         return self._enqueue(op)
@@ -348,13 +344,13 @@ class SQLiteBackend(Backend):
         batch, self._pending = self._pending, []
         self._busy = True
         self._batch_started = loop.time()
-        done = loop.run_in_executor(self._executor, self._run_batch, [op for op, _ in batch])
-        done.add_done_callback(lambda result: self._finish(loop, batch, result))
+        running = spawn(self._execute([op for op, _ in batch]))
+        running.add_done_callback(lambda result: self._finish(loop, batch, result))
 
     def _finish(
         self,
         loop: asyncio.AbstractEventLoop,
-        batch: list[tuple[Op, asyncio.Future[Any]]],
+        batch: list[tuple[Any, asyncio.Future[Any]]],
         done: asyncio.Future[list[Any]],
     ) -> None:
         self._busy = False
@@ -369,6 +365,8 @@ class SQLiteBackend(Backend):
                 continue
             if error:
                 future.set_exception(error)
+            elif isinstance(result, BaseException):
+                future.set_exception(result)
             else:
                 future.set_result(result)
         self._schedule(loop)
@@ -376,6 +374,36 @@ class SQLiteBackend(Backend):
     def take_commit_times(self) -> list[float]:
         times, self._commit_times = self._commit_times, []
         return times
+
+
+class SQLiteBackend(GroupCommitBackend):
+    """All rooms in one SQLite file, written with group commit on a dedicated thread.
+
+    Each batch (see :class:`GroupCommitBackend`) is one SQLite transaction run on the worker
+    thread; its futures resolve only after COMMIT returns. If a batch fails, it is rolled back
+    and every operation in it fails.
+    """
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        # Rooms' data is the owner's: readable by nobody else (SQLite gives its -wal and -shm
+        # files the same mode).
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+        # Opening happens once at startup, so doing it on the calling thread is acceptable.
+        self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        # The server process (share grants) and every worker write to the same file; rooms
+        # never overlap, so a writer waiting its turn is all the coordination needed.
+        self._conn.execute("PRAGMA busy_timeout=30000")
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        # FULL fsyncs the WAL at every commit: an acknowledged write survives power loss.
+        self._conn.execute("PRAGMA synchronous=FULL")
+        self._conn.executescript(_SCHEMA)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="party-storage")
+
+    async def _execute(self, ops: list[Op]) -> list[Any]:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._run_batch, ops)
 
     def _run_batch(self, ops: list[Op]) -> list[Any]:
         """Run ``ops`` in one transaction on the worker thread; all or nothing."""
@@ -494,16 +522,22 @@ class SQLiteBackend(Backend):
 
 
 def open_backend(url: str) -> Backend:
-    """Open the backend named by ``url``: ``sqlite:///abs/path/file.db`` or ``memory://``."""
+    """Open the backend named by ``url``: ``sqlite:///abs/path/file.db``, ``memory://``, or
+    ``redis://host:port/db`` (``rediss://`` for TLS; needs the ``redis`` package)."""
     if url == "memory://":
         return MemoryBackend()
+    if url.startswith(("redis://", "rediss://")):
+        from .redis_storage import RedisBackend
+
+        return RedisBackend(url)
     if url.startswith("sqlite://"):
         path = url.removeprefix("sqlite://").lstrip("/")
         if path:
             # Both sqlite:///abs and sqlite:////abs name the absolute path /abs.
             return SQLiteBackend("/" + path)
     raise ValueError(
-        f"unsupported storage URL {url!r}; use 'sqlite:///absolute/path/file.db' or 'memory://'"
+        f"unsupported storage URL {url!r}; use 'sqlite:///absolute/path/file.db', "
+        "'redis://host:port/db' or 'memory://'"
     )
 
 
