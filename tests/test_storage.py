@@ -11,7 +11,6 @@ import threading
 from pathlib import Path
 
 import pytest
-from redis_support import redis_server, redis_url  # noqa: F401 (fixtures)
 
 from jupyter_party.runtime.storage import (
     MAX_KEY_BYTES,
@@ -20,6 +19,8 @@ from jupyter_party.runtime.storage import (
     Storage,
     open_backend,
 )
+
+pytest_plugins = ["redis_support"]  # its fixtures: redis_server, redis_url
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SCOPE = ("chat", "lobby")

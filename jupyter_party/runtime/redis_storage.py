@@ -223,8 +223,8 @@ class RedisBackend(GroupCommitBackend):
         except redis.ResponseError as exc:
             log.warning("Redis storage %s: cannot check its durability settings: %s", self.url, exc)
             return
-        aof = config.get(b"appendonly", b"no") == b"yes"
-        fsync = config.get(b"appendfsync", b"").decode()
+        aof = config.get("appendonly") == "yes"
+        fsync = config.get("appendfsync", "")
         if not aof or fsync == "no" or (fsync == "everysec" and not replicas):
             log.warning(
                 "Redis storage %s is not configured for durability (appendonly %s, appendfsync %s, "
