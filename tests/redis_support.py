@@ -88,6 +88,20 @@ def redis_server(tmp_path_factory):
 
 
 @pytest.fixture
+def new_redis(tmp_path):
+    """Start more redis-servers for one test: ``new_redis(appendonly=False)``; stopped after it."""
+    servers = []
+
+    def start(**options: bool) -> RedisServer:
+        servers.append(start_redis(tmp_path / f"redis{len(servers)}", **options))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
 def redis_url(redis_server):
     with redis_server.client() as client:
         client.flushall()

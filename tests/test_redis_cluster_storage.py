@@ -9,7 +9,6 @@ import time
 import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis_support import start_redis
 
 from jupyter_party.runtime.leases import Leases
 from jupyter_party.runtime.redis_storage import RedisBackend, StaleLease, lease_key
@@ -127,46 +126,39 @@ async def test_group_commit(redis_url):
         assert len(await backend.list(SCOPE)) == 200
 
 
-async def test_durability_warning(tmp_path, redis_url, caplog):
+async def test_durability_warning(redis_url, new_redis, caplog):
     caplog.set_level(logging.WARNING, "jupyter_party")
     async with opened(redis_url) as backend:  # appendonly yes, appendfsync always
         await backend.put(SCOPE, {"k": 1})
     assert "durability" not in caplog.text
-    volatile = start_redis(tmp_path / "volatile", appendonly=False)
-    try:
-        async with opened(volatile.url) as backend:
-            await backend.put(SCOPE, {"k": 1})
-    finally:
-        volatile.stop()
+    async with opened(new_redis(appendonly=False).url) as backend:
+        await backend.put(SCOPE, {"k": 1})
     assert "is not configured for durability (appendonly no" in caplog.text
 
 
-async def test_acknowledged_writes_survive_a_redis_crash_and_the_backend_recovers(tmp_path):
-    server = start_redis(tmp_path / "redis")
-    try:
-        async with opened(server.url) as backend:
-            acked, enough = [], asyncio.Event()
+async def test_acknowledged_writes_survive_a_redis_crash_and_the_backend_recovers(new_redis):
+    server = new_redis()
+    async with opened(server.url) as backend:
+        acked, enough = [], asyncio.Event()
 
-            async def writer():
-                i = 0
-                while True:
-                    await backend.put(SCOPE, {f"k{i}": i})
-                    acked.append(i)
-                    if i == 200:
-                        enough.set()
-                    i += 1
+        async def writer():
+            i = 0
+            while True:
+                await backend.put(SCOPE, {f"k{i}": i})
+                acked.append(i)
+                if i == 200:
+                    enough.set()
+                i += 1
 
-            task = asyncio.ensure_future(writer())
-            await asyncio.wait_for(enough.wait(), 10)
-            server.stop(signal.SIGKILL)  # kill -9 while writes are in flight
-            with pytest.raises(RedisConnectionError):
-                await task  # the writer sees a clear error, not a silent ack
-            with pytest.raises(RedisConnectionError):
-                await backend.put(SCOPE, {"down": True})
-            server.start()  # same port, same append-only file
-            stored = await backend.get(SCOPE, [f"k{i}" for i in acked])
-            assert stored == {f"k{i}": i for i in acked}
-            await backend.put(SCOPE, {"after": True})  # the same backend works again
-            assert await backend.get(SCOPE, ["after", "down"]) == {"after": True}
-    finally:
-        server.stop()
+        task = asyncio.ensure_future(writer())
+        await asyncio.wait_for(enough.wait(), 10)
+        server.stop(signal.SIGKILL)  # kill -9 while writes are in flight
+        with pytest.raises(RedisConnectionError):
+            await task  # the writer sees a clear error, not a silent ack
+        with pytest.raises(RedisConnectionError):
+            await backend.put(SCOPE, {"down": True})
+        server.start()  # same port, same append-only file
+        stored = await backend.get(SCOPE, [f"k{i}" for i in acked])
+        assert stored == {f"k{i}": i for i in acked}
+        await backend.put(SCOPE, {"after": True})  # the same backend works again
+        assert await backend.get(SCOPE, ["after", "down"]) == {"after": True}
