@@ -26,7 +26,17 @@ def main(argv: list[str] | None = None) -> None:
     serve.add_argument("--parties", metavar="DIR", help="directory of party modules")
     serve.add_argument("--port", type=int, help="port to listen on (default 8888)")
     serve.add_argument("--ip", help="address to listen on (default localhost)")
-    serve.add_argument("--storage", metavar="URL", help="sqlite:///path/file.db or memory://")
+    serve.add_argument(
+        "--storage",
+        metavar="URL",
+        help="sqlite:///path/file.db, redis://host:port/db or memory:// (default: the --redis "
+        "URL if given, else a SQLite file)",
+    )
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        help="redis://host:port/db: join the party cluster of the servers sharing this Redis",
+    )
     serve.add_argument(
         "--workers", type=int, help="worker processes for party code (default 1; 0: in process)"
     )
@@ -93,6 +103,7 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> None:
     options = {
         "PartyApp.parties_dir": args.parties,
         "PartyApp.storage_url": args.storage,
+        "PartyApp.redis_url": args.redis,
         "PartyApp.workers": args.workers,
         "PartyApp.handler_timeout": args.handler_timeout,
         "PartyApp.worker_memory_limit": args.worker_memory_limit,

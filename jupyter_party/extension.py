@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from dataclasses import asdict, fields
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Dict, Enum, Float, Int, Unicode, default
 
 from .runtime import partylog
+from .runtime.leases import RoomLeases
 from .runtime.limits import Limits
 from .runtime.partylog import PartyLogs
 from .runtime.registry import Registry
@@ -30,6 +33,8 @@ from .runtime.watcher import watch_parties
 from .web.activity import Activity
 from .web.routes import ROUTES
 from .web.services import SETTING, PartyServices
+
+RUNTIME_LOG = logging.getLogger("jupyter_party")
 
 
 class PartyApp(ExtensionApp):
@@ -57,7 +62,21 @@ class PartyApp(ExtensionApp):
     ).tag(config=True)
     storage_url = Unicode(
         help="Room storage: `sqlite:///path/to/file.db` (default: a file in the Jupyter data "
-        "dir) or `memory://`.",
+        "dir), `redis://host:port/db` (default when `redis_url` is set) or `memory://`.",
+    ).tag(config=True)
+    redis_url = Unicode(
+        "",
+        help="`redis://host:port/db`: the servers sharing this Redis form one party cluster, "
+        "where each room has one owner (a lease in Redis, renewed while the room lives). See "
+        "docs/scale-out.md.",
+    ).tag(config=True)
+    lease_ttl = Float(
+        10.0,
+        help="Seconds a room's lease outlives its owner: a node that dies or pauses loses its "
+        "rooms to another node after this long.",
+    ).tag(config=True)
+    node_name = Unicode(
+        help="This server's name in the party cluster (default: `hostname:pid`).",
     ).tag(config=True)
     max_message_size = Int(
         Limits.max_message_size, help="Largest inbound WebSocket message in bytes (close 1009)."
@@ -176,8 +195,14 @@ class PartyApp(ExtensionApp):
     def _default_parties_dir(self) -> str:
         return str(Path(jupyter_data_dir()) / "jupyter_party" / "parties")
 
+    @default("node_name")
+    def _default_node_name(self) -> str:
+        return f"{socket.gethostname()}:{os.getpid()}"
+
     @default("storage_url")
     def _default_storage_url(self) -> str:
+        if self.redis_url:
+            return self.redis_url
         return f"sqlite:///{Path(jupyter_data_dir()) / 'jupyter_party' / 'storage.db'}"
 
     def initialize_settings(self) -> None:
@@ -186,7 +211,17 @@ class PartyApp(ExtensionApp):
         Path(self.parties_dir).expanduser().mkdir(parents=True, exist_ok=True)
         self.logs = PartyLogs()
         partylog.install()
+        # The runtime logs to "jupyter_party" (workers' records are replayed there): show it
+        # where this server's own log goes.
+        self._log_handlers = [h for h in self.log.handlers if h not in RUNTIME_LOG.handlers]
+        for handler in self._log_handlers:
+            RUNTIME_LOG.addHandler(handler)
         self.router = Router(self.workers, self.logs)
+        if self.redis_url and not self.storage_url.startswith(("redis://", "rediss://")):
+            raise ValueError(
+                f"PartyApp.redis_url is set, so storage_url must be a redis:// URL (the rooms' "
+                f"storage fenced by their leases), not {self.storage_url!r}"
+            )
         self.backend = open_backend(self.storage_url)  # share grants (and rooms, if workers = 0)
         self.shares = Shares(self.backend)
         self.session: Session | None = None
@@ -226,12 +261,16 @@ class PartyApp(ExtensionApp):
         self.activity.start()
         parties_dir = str(Path(self.parties_dir).expanduser())
         if self.workers == 0:
+            leases = None
+            if self.redis_url:
+                leases = RoomLeases(self.redis_url, self.node_name, self.lease_ttl, self.backend)
             self.session = Session(
                 self.router.uplink(0),
                 Registry(parties_dir),
                 self.backend,
                 self.limits,
                 env=dict(self.party_env),
+                leases=leases,
             )
             await self.session.start()
             self.router.attach(0, self.session)
@@ -239,11 +278,14 @@ class PartyApp(ExtensionApp):
             config = {
                 "parties_dir": parties_dir,
                 "storage_url": self.storage_url,
+                "redis_url": self.redis_url,
+                "lease_ttl": self.lease_ttl,
+                "node": self.node_name,
                 "limits": asdict(self.limits),
                 "env": dict(self.party_env),
                 "workers": self.workers,
                 "handler_timeout": self.handler_timeout,
-                "log_level": logging.getLogger("jupyter_party").getEffectiveLevel(),
+                "log_level": RUNTIME_LOG.getEffectiveLevel(),
             }
             self.supervisor = Supervisor(
                 self.router,
@@ -265,10 +307,13 @@ class PartyApp(ExtensionApp):
                 )
             )
         self.log.info(
-            "jupyter_party: %s, parties from %s, storage %s",
+            "jupyter_party: %s, parties from %s, storage %s%s",
             f"{self.workers} worker process(es)" if self.workers else "rooms in this process",
             parties_dir,
             self.storage_url,
+            f", node {self.node_name!r} of the party cluster on {self.redis_url}"
+            if self.redis_url
+            else "",
         )
 
     def _describe_workers(self) -> list[dict]:
@@ -277,6 +322,8 @@ class PartyApp(ExtensionApp):
         return [{"worker": 0, "pid": None, "restarts": 0, "last_exit": None}]
 
     async def stop_extension(self) -> None:
+        for handler in self._log_handlers:
+            RUNTIME_LOG.removeHandler(handler)
         self.activity.stop()
         self.router.shutdown()
         if self._starting is not None and not self._starting.done():

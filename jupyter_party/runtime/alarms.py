@@ -37,9 +37,16 @@ class AlarmClock:
     seconds, doubling each time."""
 
     def __init__(
-        self, rooms: Rooms, backend: Backend, retry_base: float = 2.0, clock: Clock | None = None
+        self,
+        rooms: Rooms,
+        backend: Backend,
+        retry_base: float = 2.0,
+        clock: Clock | None = None,
+        clustered: bool = False,
     ) -> None:
+        """`clustered`: other nodes of a party cluster may run the rooms' alarms too."""
         self.retry_base = retry_base
+        self._clustered = clustered
         self._clock = clock or SystemClock()
         self._rooms = rooms
         self._backend = backend
@@ -92,6 +99,9 @@ class AlarmClock:
 
     async def _run(self, party: str, room_id: str, at_ms: float, attempt: int) -> None:
         backend = self._backend
+        # In a party cluster, another node may have run and cleared it meanwhile.
+        if self._clustered and await backend.get_alarm((party, room_id)) != at_ms:
+            return
         try:
             room = self._rooms.acquire(party, room_id)
         except KeyError as error:  # the party is gone; its alarm can never run
@@ -103,6 +113,9 @@ class AlarmClock:
             return
         try:
             await room._alarm()
+        except Overloaded:  # the room did not start here (party cluster): later
+            self.schedule(party, room_id, at_ms, min(attempt + 1, RETRIES))
+            return
         except Exception:
             if attempt < RETRIES:
                 self.schedule(party, room_id, at_ms, attempt + 1)

@@ -16,3 +16,7 @@ class Overloaded(Exception):
 
 class RoomError(Exception):
     """The room failed to start or `on_connect` raised (close 1011)."""
+
+
+class Elsewhere(Overloaded):
+    """Another node of the party cluster owns the room (close 1013 / HTTP 503: try again)."""

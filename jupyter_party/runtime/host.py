@@ -15,6 +15,7 @@ from ..protocol.codes import CloseCode
 from .alarms import AlarmClock
 from .clock import Clock, SystemClock, Timer
 from .errors import Overloaded, RoomError
+from .leases import RoomLeases
 from .limits import Limits
 from .partylog import LogSink
 from .registry import Registry
@@ -48,12 +49,15 @@ class Host:
         env: dict[str, Any] | None = None,
         owns: Callable[[str, str], bool] = lambda party, room: True,
         clock: Clock | None = None,
+        leases: RoomLeases | None = None,
     ) -> None:
         self.registry = registry
         self.clock = clock = clock or SystemClock()
         self.limits = limits
         self.backend = backend
-        self.alarms = AlarmClock(self, backend, limits.alarm_retry_base, clock)
+        self.alarms = AlarmClock(
+            self, backend, limits.alarm_retry_base, clock, clustered=leases is not None
+        )
         self.rooms: dict[tuple[str, str], Room] = {}
         self._logs = logs
         self._owns = owns
@@ -68,7 +72,11 @@ class Host:
             alarm_watcher=self.alarms.watcher,
             discard=self.discard,
             clock=clock,
+            leases=leases,
         )
+        self.leases = leases
+        if leases is not None:
+            leases.on_lost = self._lease_lost
         self._idle: dict[Room, Timer] = {}
         self._failures: dict[tuple[str, str], tuple[int, float]] = {}  # start failures, retry at
         self._handles = 0
@@ -167,7 +175,13 @@ class Host:
         self._idle.clear()
         self.rooms.clear()
         await asyncio.gather(*(room._stop(code, reason) for room in rooms))
+        if self.leases is not None:
+            await self.leases.close()
         await self.backend.close()
+
+    async def _lease_lost(self, party: str, room_id: str) -> None:
+        reason = "another node of the party cluster took this room over"
+        await self.evict(party, room_id, reason)
 
     def _evict(self, room: Room) -> None:
         self._idle.pop(room, None)
@@ -189,7 +203,7 @@ class Host:
 
     def _started_or_failed(self, room: Room) -> None:
         key = (room.party, room.id)
-        if room._failure is None:
+        if room._failure is None or isinstance(room._failure, Overloaded):  # not its code
             self._failures.pop(key, None)
             return
         failures = self._failures.get(key, (0, 0.0))[0] + 1

@@ -11,12 +11,20 @@ lease's, so a former owner can never write after losing its lease, even if it do
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .redis_storage import PREFIX, lease_key, room_name
+from .errors import Elsewhere
+from .redis_storage import PREFIX, RedisBackend, lease_key, room_name
 from .storage import Scope
+from .tasks import spawn
 
-__all__ = ["Leases"]
+__all__ = ["Leases", "RoomLeases"]
+
+log = logging.getLogger("jupyter_party")
 
 # KEYS: lease, fence counter. ARGV: node, ttl in ms. Returns the token, or the owner's lease.
 _CLAIM = """
@@ -85,3 +93,102 @@ class Leases:
 
     def _held(self, token: int) -> str:
         return f"{token}|{self.node}"
+
+
+class RoomLeases:
+    """The leases of the rooms live in this process, kept while they live.
+
+    A room claims its lease before ``on_start`` (:meth:`claim`; another node's room raises
+    :class:`.errors.Elsewhere`) and gives it up when it stops (:meth:`release`; claims are
+    counted, so an instance replacing another one in this process keeps the lease). Every
+    ``ttl / 3`` the held leases are renewed; a lease that is lost (another node took the room
+    over) or that could not be renewed for a whole ``ttl`` (Redis unreachable: it has expired
+    there) makes ``on_lost(party, room)`` stop the room here. Its storage writes fail from the
+    moment the lease is lost, whether or not this process noticed yet (fencing).
+    """
+
+    def __init__(self, redis_url: str, node: str, ttl: float, backend: Any) -> None:
+        """``backend`` must be the process's :class:`RedisBackend` (the writes to fence)."""
+        if not isinstance(backend, RedisBackend):
+            raise ValueError(
+                "a party cluster (redis_url) needs Redis storage: a redis:// storage_url"
+            )
+        import redis.asyncio as redis
+
+        self._redis = redis.Redis.from_url(redis_url)
+        self.leases = Leases(self._redis, node, ttl)
+        self.on_lost: Callable[[str, str], Awaitable[Any]] | None = None
+        self._backend = backend
+        self._held: dict[Scope, tuple[int, int]] = {}  # scope -> (token, claims)
+        self._renewed = time.monotonic()
+        self._renewing: asyncio.Task[None] | None = None
+
+    async def claim(self, party: str, room: str) -> None:
+        """Own the room (before it starts here). Raises Elsewhere if another node does."""
+        scope = (party, room)
+        held = self._held.get(scope)
+        if held is not None:
+            self._held[scope] = (held[0], held[1] + 1)
+            return
+        token = await self.leases.claim(scope)
+        if token is None:
+            owner = await self.leases.owner(scope)
+            raise Elsewhere(f"party {party!r} room {room!r} is served by node {owner!r}: try again")
+        held = self._held.get(scope)  # another instance claimed it meanwhile
+        self._held[scope] = (token, 1 if held is None else held[1] + 1)
+        self._backend.fence(scope, token)
+        if self._renewing is None:
+            self._renewing = spawn(self._renew())
+
+    async def release(self, party: str, room: str) -> None:
+        """The room stopped here (its writes are done): give the lease up with its last claim."""
+        scope = (party, room)
+        held = self._held.get(scope)
+        if held is None:
+            return
+        token, claims = held
+        if claims > 1:
+            self._held[scope] = (token, claims - 1)
+            return
+        del self._held[scope]
+        try:
+            await self.leases.release(scope, token)
+        except Exception as error:  # it expires by itself
+            log.warning("could not release the lease of %s/%s: %s", party, room, error)
+
+    def owns(self, party: str, room: str) -> bool:
+        return (party, room) in self._held
+
+    async def close(self) -> None:
+        """Stop renewing (the rooms have stopped) and close the Redis connection."""
+        if self._renewing is not None:
+            self._renewing.cancel()
+        await self._redis.aclose()
+
+    async def _renew(self) -> None:
+        ttl = self.leases.ttl
+        while True:
+            await asyncio.sleep(ttl / 3)
+            started = time.monotonic()
+            lost = []
+            try:
+                for scope, (token, _) in list(self._held.items()):
+                    if not await self.leases.renew(scope, token):
+                        lost.append(scope)
+                self._renewed = started
+            except Exception as error:
+                if started - self._renewed < ttl:
+                    log.warning("cannot renew room leases in Redis (%s); retrying", error)
+                    continue
+                log.error(
+                    "room leases not renewed for %.0f s (%s): stopping this node's rooms",
+                    started - self._renewed,
+                    error,
+                )
+                lost = list(self._held)
+            for party, room in lost:
+                if (party, room) in self._held:
+                    log.warning("lost the lease of %s/%s: stopping it here (1012)", party, room)
+                    self._held.pop((party, room))
+                    if self.on_lost is not None:
+                        await self.on_lost(party, room)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from .clock import Clock
 from .connection import Connection
-from .errors import RoomError
+from .errors import Overloaded, RoomError
 from .http import Request, Response, to_response
 from .limits import Limits
 from .outbox import Outgoing
@@ -31,6 +31,7 @@ from .stall import Steps
 from .storage import Backend, Storage
 
 if TYPE_CHECKING:
+    from .leases import RoomLeases
     from .stubs import Parties
 
 log = logging.getLogger("jupyter_party")
@@ -62,6 +63,7 @@ class RoomServices:
     alarm_watcher: Callable[[str, str], Callable[[float | None], None]]
     discard: Callable[[Room], None]
     clock: Clock
+    leases: RoomLeases | None = None  # in a party cluster: the room's lease, before on_start
 
 
 @dataclass
@@ -272,24 +274,53 @@ class Room:
                 await self._run("stop", self.server._handle_stop)
             except Exception as error:
                 await self._report_error("stop", None, error)
+        await self._release_lease()
 
     # -- internals --------------------------------------------------------------------------
 
     async def _start(self) -> None:
         try:
-            self.server = self._server_class(self)
-            await self._run("on_start", self.server._handle_start)
+            if await self._claim_lease():
+                self.server = self._server_class(self)
+                await self._run("on_start", self.server._handle_start)
         except Exception as error:
             self._failure = error
             await self._report_error("on_start", None, error)
             self._services.discard(self)
+            await self._release_lease()
         finally:
             self._gate.set()
+
+    async def _claim_lease(self) -> bool:
+        """In a party cluster, own the room before it starts: False (and the room refuses its
+        events with 1013 / 503) while another node owns it or Redis cannot be reached."""
+        leases = self._services.leases
+        if leases is None:
+            return True
+        try:
+            await leases.claim(self.party, self.id)
+        except Overloaded as error:
+            self._failure = error
+        except Exception as error:
+            log.error(
+                "cannot claim the lease of room %s/%s in Redis: %s", self.party, self.id, error
+            )
+            self._failure = Overloaded("the party cluster's Redis cannot be reached: try again")
+        else:
+            return True
+        self._services.discard(self)
+        return False
+
+    async def _release_lease(self) -> None:
+        if self._services.leases is not None:
+            await self._services.leases.release(self.party, self.id)
 
     async def _open(self) -> None:
         """Wait until events may start; raise RoomError if the room failed to start."""
         while not self._gate.is_set():
             await self._gate.wait()
+        if isinstance(self._failure, Overloaded):  # not started here: try again later
+            raise Overloaded(str(self._failure))
         if self._failure is not None:
             raise RoomError(f"the room failed to start: {self._failure}")
 

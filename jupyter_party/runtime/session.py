@@ -35,6 +35,7 @@ from .http import (
     response_from_wire,
     response_to_wire,
 )
+from .leases import RoomLeases
 from .limits import Limits
 from .metrics import STATS_INTERVAL
 from .outbox import Outgoing
@@ -108,6 +109,7 @@ class Session:
         owns: Callable[[str, str], bool] = lambda party, room: True,
         watch: Watch | None = None,
         clock: Clock | None = None,
+        leases: RoomLeases | None = None,
     ) -> None:
         self._uplink = uplink
         self._watch = watch
@@ -126,6 +128,7 @@ class Session:
             env=env,
             owns=owns,
             clock=clock,
+            leases=leases,
         )
 
     async def start(self) -> None:
@@ -203,6 +206,10 @@ class Session:
         member = self._members[conn] = _Member(room, connection, user)
         try:
             await room._connect(connection, request)
+        except Overloaded as error:  # the room did not start here (party cluster): try again
+            self._members.pop(conn, None)
+            host.release(room)
+            return self._uplink.opened(conn, CloseCode.OVERLOADED, str(error))
         except RoomError as error:
             self._members.pop(conn, None)
             host.release(room)
@@ -307,6 +314,8 @@ class Session:
         else:
             try:
                 response = await held._request(verdict)
+            except Overloaded as error:
+                response = Response.json({"error": str(error)}, 503)
             except RoomError:
                 response = Response.json({"error": "the room failed to start"}, 500)
             finally:

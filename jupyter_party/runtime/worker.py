@@ -29,6 +29,7 @@ from ..protocol import wire
 from . import partylog
 from .board import TICK, Board
 from .channel import SessionLink
+from .leases import RoomLeases
 from .limits import Limits
 from .registry import Registry
 from .router import placement
@@ -57,14 +58,19 @@ async def _serve(fd: int) -> None:
     board = Board(config["board"])
     _tick(loop, board, config["handler_timeout"])
     index, workers = config["index"], config["workers"]
+    backend = open_backend(config["storage_url"])
+    leases = None
+    if config["redis_url"]:
+        leases = RoomLeases(config["redis_url"], config["node"], config["lease_ttl"], backend)
     link.session = session = Session(
         link,
         Registry(config["parties_dir"]),
-        open_backend(config["storage_url"]),
+        backend,
         Limits(**config["limits"]),
         steps=Steps(config["limits"]["stall_warning"], board),
         env=config["env"],
         owns=lambda party, room: placement(party, room, workers) == index,
+        leases=leases,
     )
     await session.start()
     link.channel.send(wire.HELLO, [wire.VERSION, os.getpid()])

@@ -1,0 +1,102 @@
+"""A party cluster: real `jupyter party serve --redis` processes on one real redis-server.
+
+What works today: one owner per room across the nodes (a lease in Redis), take-over by another
+node when the owner dies, and fencing of a paused owner. A node that does not own a room
+refuses its events with 1013 / 503 (relaying them to the owner is not built yet).
+"""
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+
+from test_process import TEST_PARTIES, TOKEN, ServerProcess, free_port, jupyter_env, request
+from tornado.httpclient import HTTPRequest
+from tornado.websocket import websocket_connect
+
+pytest_plugins = ["redis_support"]  # its fixtures: redis_server, redis_url
+
+LEASE_TTL = 2.0
+
+
+def node(tmp_path, name: str, redis_url: str, *extra: str) -> ServerProcess:
+    """A cluster node named `name` (not started)."""
+    port = free_port()
+    argv = [
+        sys.executable,
+        "-m",
+        "jupyter_party.cli",
+        "serve",
+        f"--parties={TEST_PARTIES}",
+        f"--port={port}",
+        f"--redis={redis_url}",
+        f"--PartyApp.lease_ttl={LEASE_TTL}",
+        f"--PartyApp.node_name={name}",
+        "--allow-root",
+        f"--IdentityProvider.token={TOKEN}",
+        "--ServerApp.open_browser=False",
+        *extra,
+    ]
+    root = tmp_path / name
+    env = jupyter_env(root / "jupyter")
+    return ServerProcess(argv, port, env, root / "server.log", tmp_path)
+
+
+def post(server: ServerProcess, path: str) -> tuple[int, dict]:
+    status, body = request(server.port, "POST", path)
+    return status, json.loads(body)
+
+
+def until_served(server: ServerProcess, path: str, timeout: float) -> tuple[int, dict]:
+    """POST until the node serves the room (it answers 503 while another node owns it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body = post(server, path)
+        if status != 503:
+            return status, body
+        assert "served by node" in body["error"], body
+        assert time.monotonic() < deadline, f"not served within {timeout} s: {body}"
+
+
+def test_one_owner_and_take_over_after_kill_9(tmp_path, redis_url):
+    room = "/parties/counter/kill9"
+    with node(tmp_path, "a", redis_url) as a, node(tmp_path, "b", redis_url) as b:
+        assert [post(a, room) for _ in range(5)] == [(200, {"count": n}) for n in range(1, 6)]
+        status, body = post(b, room)  # a owns the room: b refuses, saying who serves it
+        assert status == 503 and "served by node 'a'" in body["error"], body
+        a.kill()  # kill -9 of the owner (server and workers)
+        killed = time.monotonic()
+        assert until_served(b, room, LEASE_TTL + 5) == (200, {"count": 6})  # nothing lost
+        took_over = time.monotonic() - killed
+        assert took_over <= LEASE_TTL + 2, took_over
+        assert post(b, room) == (200, {"count": 7})
+
+
+async def test_a_paused_owner_cannot_write_and_its_clients_get_1012(tmp_path, redis_url):
+    room = "/parties/counter/paused"
+    # workers=0: the rooms run in the server process, so SIGSTOP pauses them too.
+    with node(tmp_path, "a", redis_url, "--workers=0") as a, node(tmp_path, "b", redis_url) as b:
+        ws = await websocket_connect(
+            HTTPRequest(
+                f"ws://127.0.0.1:{a.port}{room}", headers={"Authorization": f"token {TOKEN}"}
+            )
+        )
+        assert await ws.read_message() == "0"
+        ws.write_message("increment")
+        assert await ws.read_message() == "1"
+        os.killpg(a.pid, signal.SIGSTOP)
+        try:
+            # b takes the room over once a's lease expired, with a's acknowledged write.
+            assert until_served(b, room, LEASE_TTL + 5) == (200, {"count": 2})
+            assert post(b, room) == (200, {"count": 3})
+        finally:
+            os.killpg(a.pid, signal.SIGCONT)
+        ws.write_message("increment")  # a resumes: it must not write any more
+        while (message := await asyncio.wait_for(ws.read_message(), 10)) is not None:
+            assert message not in ("2", "3"), "the paused owner wrote after losing its lease"
+        assert ws.close_code == 1012, (ws.close_code, ws.close_reason)
+        status, body = request(b.port, "GET", room)
+        assert (status, json.loads(body)) == (200, {"count": 3})  # b's data intact
+        assert "lost the lease of counter/paused" in a.log()
