@@ -223,7 +223,7 @@ class PartyApp(ExtensionApp):
                 f"storage fenced by their leases), not {self.storage_url!r}"
             )
         self.backend = open_backend(self.storage_url)  # share grants (and rooms, if workers = 0)
-        self.shares = Shares(self.backend)
+        self.shares = Shares(self.backend, shared=bool(self.redis_url))
         self.session: Session | None = None
         self.supervisor: Supervisor | None = None
         self._starting: asyncio.Task[None] | None = None

@@ -6,6 +6,7 @@ refuses its events with 1013 / 503 (relaying them to the owner is not built yet)
 """
 
 import asyncio
+import http.client
 import json
 import os
 import signal
@@ -44,9 +45,20 @@ def node(tmp_path, name: str, redis_url: str, *extra: str) -> ServerProcess:
     return ServerProcess(argv, port, env, root / "server.log", tmp_path)
 
 
-def post(server: ServerProcess, path: str) -> tuple[int, dict]:
-    status, body = request(server.port, "POST", path)
-    return status, json.loads(body)
+def post(server: ServerProcess, path: str, body: dict | None = None) -> tuple[int, dict]:
+    status, answer = request(server.port, "POST", path, body and json.dumps(body))
+    return status, json.loads(answer)
+
+
+def guest_get(server: ServerProcess, path: str) -> tuple[int, bytes]:
+    """GET without the Jupyter token (a guest with a share link)."""
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
 
 
 def until_served(server: ServerProcess, path: str, timeout: float) -> tuple[int, dict]:
@@ -60,12 +72,19 @@ def until_served(server: ServerProcess, path: str, timeout: float) -> tuple[int,
         assert time.monotonic() < deadline, f"not served within {timeout} s: {body}"
 
 
-def test_one_owner_and_take_over_after_kill_9(tmp_path, redis_url):
+def test_one_owner_shared_links_and_take_over_after_kill_9(tmp_path, redis_url):
     room = "/parties/counter/kill9"
     with node(tmp_path, "a", redis_url) as a, node(tmp_path, "b", redis_url) as b:
         assert [post(a, room) for _ in range(5)] == [(200, {"count": n}) for n in range(1, 6)]
         status, body = post(b, room)  # a owns the room: b refuses, saying who serves it
         assert status == 503 and "served by node 'a'" in body["error"], body
+        # A share link made on a opens its room on b; revoked on a, it is refused on b.
+        status, grant = post(a, "/party-api/share", {"party": "counter", "room": "shared"})
+        assert status == 201, grant
+        shared = f"/parties/counter/shared?share_token={grant['token']}"
+        assert guest_get(b, shared) == (200, b'{"count": 0}')
+        assert request(a.port, "DELETE", f"/party-api/share/{grant['id']}")[0] == 204
+        assert guest_get(b, shared)[0] == 401
         a.kill()  # kill -9 of the owner (server and workers)
         killed = time.monotonic()
         assert until_served(b, room, LEASE_TTL + 5) == (200, {"count": 6})  # nothing lost

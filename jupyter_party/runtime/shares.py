@@ -46,8 +46,13 @@ class Grant:
 class Shares:
     """The server's share grants."""
 
-    def __init__(self, backend: Backend, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, backend: Backend, clock: Callable[[], float] = time.time, *, shared: bool = False
+    ) -> None:
+        """`shared`: other servers change the grants too (a party cluster's Redis), so they
+        are read from the backend every time instead of being kept in memory."""
         self.clock = clock
+        self._shared = shared
         self._backend = backend
         self._grants: dict[str, Grant] | None = None
         self._loading = asyncio.Lock()
@@ -101,7 +106,7 @@ class Shares:
 
     async def _load(self) -> dict[str, Grant]:
         async with self._loading:
-            if self._grants is None:
+            if self._grants is None or self._shared:
                 stored = await self._backend.list(SCOPE)
                 self._grants = {key: Grant(**value) for key, value in stored.items()}
         return self._grants
