@@ -82,7 +82,7 @@ def test_one_owner_shared_links_and_take_over_after_kill_9(tmp_path, redis_url):
         status, grant = post(a, "/party-api/share", {"party": "counter", "room": "shared"})
         assert status == 201, grant
         shared = f"/parties/counter/shared?share_token={grant['token']}"
-        assert guest_get(b, shared) == (200, b'{"count": 0}')
+        assert guest_get(b, shared) == (200, b'{"count":0}')
         assert request(a.port, "DELETE", f"/party-api/share/{grant['id']}")[0] == 204
         assert guest_get(b, shared)[0] == 401
         a.kill()  # kill -9 of the owner (server and workers)
