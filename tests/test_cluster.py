@@ -61,14 +61,16 @@ def guest_get(server: ServerProcess, path: str) -> tuple[int, bytes]:
         conn.close()
 
 
-def until_served(server: ServerProcess, path: str, timeout: float) -> tuple[int, dict]:
+def until_served(
+    server: ServerProcess, path: str, timeout: float, refusal: str = "served by node"
+) -> tuple[int, dict]:
     """POST until the node serves the room (it answers 503 while another node owns it)."""
     deadline = time.monotonic() + timeout
     while True:
         status, body = post(server, path)
         if status != 503:
             return status, body
-        assert "served by node" in body["error"], body
+        assert refusal in body["error"], body
         assert time.monotonic() < deadline, f"not served within {timeout} s: {body}"
 
 
@@ -119,3 +121,39 @@ async def test_a_paused_owner_cannot_write_and_its_clients_get_1012(tmp_path, re
         status, body = request(b.port, "GET", room)
         assert (status, json.loads(body)) == (200, {"count": 3})  # b's data intact
         assert "lost the lease of counter/paused" in a.log()
+
+
+async def connect(server: ServerProcess, path: str):
+    return await websocket_connect(
+        HTTPRequest(
+            f"ws://127.0.0.1:{server.port}{path}", headers={"Authorization": f"token {TOKEN}"}
+        )
+    )
+
+
+async def test_redis_stopped_and_restarted_during_traffic(tmp_path, new_redis):
+    redis = new_redis()
+    with node(tmp_path, "a", redis.url) as a:
+        live = await connect(a, "/parties/counter/live")
+        assert await live.read_message() == "0"
+        live.write_message("increment")
+        assert await live.read_message() == "1"
+        assert post(a, "/parties/counter/http") == (200, {"count": 1})
+        redis.stop(signal.SIGKILL)
+        # New rooms are refused with 503 (1013), saying why; the server keeps running.
+        status, body = post(a, "/parties/counter/fresh")
+        assert status == 503 and "Redis cannot be reached" in body["error"], body
+        # A live room cannot keep its lease: once it has expired, its clients get 1012.
+        assert await asyncio.wait_for(live.read_message(), LEASE_TTL + 5) is None
+        assert live.close_code == 1012, (live.close_code, live.close_reason)
+        assert request(a.port, "GET", "/api/status")[0] == 200
+        redis.start()  # same data: every acknowledged write is there
+        refusal = "Redis cannot be reached"
+        assert until_served(a, "/parties/counter/fresh", 10, refusal) == (200, {"count": 1})
+        assert post(a, "/parties/counter/http") == (200, {"count": 2})
+        again = await connect(a, "/parties/counter/live")
+        assert await again.read_message() == "1"
+        again.close()
+    log = a.log()
+    assert "cannot claim the lease of counter/fresh in Redis" in log
+    assert "room leases not renewed" in log

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .errors import Elsewhere
-from .redis_storage import PREFIX, RedisBackend, lease_key, room_name
+from .redis_storage import PREFIX, RedisBackend, connect, lease_key, room_name
 from .storage import Scope
 from .tasks import spawn
 
@@ -113,9 +113,7 @@ class RoomLeases:
             raise ValueError(
                 "a party cluster (redis_url) needs Redis storage: a redis:// storage_url"
             )
-        import redis.asyncio as redis
-
-        self._redis = redis.Redis.from_url(redis_url)
+        self._redis = connect(redis_url)
         self.leases = Leases(self._redis, node, ttl)
         self.on_lost: Callable[[str, str], Awaitable[Any]] | None = None
         self._backend = backend

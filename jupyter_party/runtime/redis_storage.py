@@ -26,7 +26,7 @@ from typing import Any
 
 from .storage import Bounds, Encoded, GroupCommitBackend, Scope
 
-__all__ = ["PREFIX", "RedisBackend", "StaleLease", "lease_key", "room_name"]
+__all__ = ["PREFIX", "RedisBackend", "StaleLease", "connect", "lease_key", "room_name"]
 
 log = logging.getLogger("jupyter_party")
 
@@ -113,6 +113,21 @@ return {refused, results}
 """
 
 
+def connect(url: str) -> Any:
+    """A ``redis.asyncio.Redis`` client for ``url``.
+
+    A connection idle for a second is checked before use, and a command that fails on a broken
+    connection is sent once more on a new one, so the first command after Redis restarted does
+    not fail on a dead socket. (Should Redis have run a batch whose reply was lost, running it
+    again writes the same values; only ``delete()``'s count of existing keys may differ.)
+    """
+    import redis.asyncio as redis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    return redis.Redis.from_url(url, health_check_interval=1, retry=Retry(NoBackoff(), 1))
+
+
 def room_name(scope: Scope) -> str:
     """The room's name in Redis keys: its JSON array, unambiguous whatever the ids contain."""
     return json.dumps(list(scope), ensure_ascii=False, separators=(",", ":"))
@@ -164,13 +179,13 @@ class RedisBackend(GroupCommitBackend):
     def __init__(self, url: str) -> None:
         super().__init__()
         try:
-            import redis.asyncio as redis
+            import redis  # noqa: F401
         except ImportError as exc:  # pragma: no cover - depends on the installation
             raise ImportError(
                 "Redis storage needs the 'redis' package: pip install 'jupyter-party[redis]'"
             ) from exc
         self.url = url
-        self._redis = redis.Redis.from_url(url)
+        self._redis = connect(url)
         self._batch = self._redis.register_script(_BATCH)
         self._fences: dict[Scope, str] = {}
         self._checked = False

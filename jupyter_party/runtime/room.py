@@ -302,9 +302,7 @@ class Room:
         except Overloaded as error:
             self._failure = error
         except Exception as error:
-            log.error(
-                "cannot claim the lease of room %s/%s in Redis: %s", self.party, self.id, error
-            )
+            log.error("cannot claim the lease of %s/%s in Redis: %s", self.party, self.id, error)
             self._failure = Overloaded("the party cluster's Redis cannot be reached: try again")
         else:
             return True
