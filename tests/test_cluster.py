@@ -78,6 +78,9 @@ def test_one_owner_shared_links_and_take_over_after_kill_9(tmp_path, redis_url):
     room = "/parties/counter/kill9"
     with node(tmp_path, "a", redis_url) as a, node(tmp_path, "b", redis_url) as b:
         assert [post(a, room) for _ in range(5)] == [(200, {"count": n}) for n in range(1, 6)]
+        status, body = request(a.port, "GET", "/party-api/rooms")
+        listed = [r for r in json.loads(body)["rooms"] if r["room"] == "kill9"]
+        assert status == 200 and [r["node"] for r in listed] == ["a"], body
         status, body = post(b, room)  # a owns the room: b refuses, saying who serves it
         assert status == 503 and "served by node 'a'" in body["error"], body
         # A share link made on a opens its room on b; revoked on a, it is refused on b.

@@ -152,11 +152,14 @@ class Host:
         return closed
 
     def describe(self) -> list[dict[str, Any]]:
-        """Live rooms with their connection counts and last activity (epoch seconds)."""
+        """Live rooms with their connection counts and last activity (epoch seconds), and in a
+        party cluster the node that owns them (this one)."""
+        node = {} if self.leases is None else {"node": self.leases.leases.node}
         return [
             {
                 "party": party,
                 "room": room_id,
+                **node,
                 "connections": len(room.get_connections()),
                 "last_activity": room._last_activity,
                 **room._traffic.public(),
