@@ -154,9 +154,6 @@ class RoomLeases:
         except Exception as error:  # it expires by itself
             log.warning("could not release the lease of %s/%s: %s", party, room, error)
 
-    def owns(self, party: str, room: str) -> bool:
-        return (party, room) in self._held
-
     async def close(self) -> None:
         """Stop renewing (the rooms have stopped) and close the Redis connection."""
         if self._renewing is not None:
