@@ -186,4 +186,7 @@ class RoomLeases:
                     log.warning("lost the lease of %s/%s: stopping it here (1012)", party, room)
                     self._held.pop((party, room))
                     if self.on_lost is not None:
-                        await self.on_lost(party, room)
+                        try:
+                            await self.on_lost(party, room)
+                        except Exception:
+                            log.exception("stopping %s/%s after losing its lease", party, room)

@@ -121,6 +121,7 @@ class Room:
         self._failure: BaseException | None = None
         self._closing: set[asyncio.Task[None]] = set()
         self._leases = 0  # events and connections in progress; an idle room has none
+        self._claimed = False  # holds its lease in the party cluster (RoomLeases)
         self._last_activity = time.time()  # of the last event: shown by the admin API
         self._traffic = Traffic()
         self._started = asyncio.ensure_future(self._start())
@@ -299,6 +300,7 @@ class Room:
             return True
         try:
             await leases.claim(self.party, self.id)
+            self._claimed = True
         except Overloaded as error:
             self._failure = error
         except Exception as error:
@@ -310,7 +312,13 @@ class Room:
         return False
 
     async def _release_lease(self) -> None:
-        if self._services.leases is not None:
+        """Give the lease up once every write of the room is done (later ones would fail)."""
+        if self._claimed:
+            self._claimed = False
+            try:
+                await self.storage.sync()
+            except Exception as error:  # those writes failed in their callers already
+                log.warning("room %s/%s stopped, writes failing: %s", self.party, self.id, error)
             await self._services.leases.release(self.party, self.id)
 
     async def _open(self) -> None:
