@@ -178,3 +178,36 @@ def test_kill_9_of_every_node_and_redis_loses_nothing_acknowledged(tmp_path, new
         for room, count in acked.items():
             # c waits for the dead nodes' leases to expire, then has every write.
             assert until_served(c, room, LEASE_TTL + 5) == (200, {"count": count + 1})
+
+
+def alarm_state(server: ServerProcess, room: str) -> dict:
+    status, body = request(server.port, "GET", f"/parties/alarmclock/{room}")
+    assert status == 200, body
+    return json.loads(body)
+
+
+def test_alarms_fire_once_on_their_owner_and_after_its_death_on_another_node(tmp_path, redis_url):
+    with node(tmp_path, "a", redis_url) as a, node(tmp_path, "b", redis_url) as b:
+        for room, in_ms in (("soon", 500), ("later", 4000)):
+            status, body = request(a.port, "POST", f"/parties/alarmclock/{room}/set?in_ms={in_ms}")
+            assert status == 200, body
+        deadline = time.monotonic() + 10
+        while alarm_state(a, "soon")["alarm"] is not None:  # fired and cleared by its owner
+            assert time.monotonic() < deadline, "the alarm of 'soon' did not fire"
+        a.kill()  # before "later" is due: b (which learnt of it from Redis) must fire it
+        deadline = time.monotonic() + 4 + LEASE_TTL + 5
+        while (state := until_alarm_state(b, "later"))["alarm"] is not None:
+            assert time.monotonic() < deadline, f"the alarm of 'later' did not fire: {state}"
+        assert state == {"fired": ["later"], "alarm": None}
+        assert until_alarm_state(b, "soon") == {"fired": ["soon"], "alarm": None}  # once
+
+
+def until_alarm_state(server: ServerProcess, room: str) -> dict:
+    """The room's state, once the node serves it (503 while a dead node's lease lasts)."""
+    deadline = time.monotonic() + LEASE_TTL + 5
+    while True:
+        status, body = request(server.port, "GET", f"/parties/alarmclock/{room}")
+        if status != 503:
+            assert status == 200, body
+            return json.loads(body)
+        assert time.monotonic() < deadline, body

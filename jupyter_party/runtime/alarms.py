@@ -52,6 +52,16 @@ class AlarmClock:
         self._backend = backend
         self._timers: dict[tuple[str, str], Timer] = {}
         self._running: set[asyncio.Task[None]] = set()
+        self._firing: set[tuple[str, str]] = set()  # rooms whose alarm runs now
+
+    async def arm_persisted(self, owns: Callable[[str, str], bool]) -> None:
+        """Arm the persisted alarms of the rooms `owns` accepts, unless they have a timer or
+        run now: at start, and in a party cluster again and again, for the alarms set on
+        other nodes (which fire here if their node is gone)."""
+        for party, room, at_ms in await self._backend.alarms():
+            key = (party, room)
+            if owns(party, room) and key not in self._timers and key not in self._firing:
+                self.schedule(party, room, at_ms)
 
     def watcher(self, party: str, room: str) -> Callable[[float | None], None]:
         """The callback a room's storage calls after its alarm was set or deleted."""
@@ -93,9 +103,11 @@ class AlarmClock:
 
     def _fire(self, party: str, room: str, at_ms: float, attempt: int) -> None:
         del self._timers[party, room]
+        self._firing.add((party, room))
         task = asyncio.ensure_future(self._run(party, room, at_ms, attempt))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+        task.add_done_callback(lambda _: self._firing.discard((party, room)))
 
     async def _run(self, party: str, room_id: str, at_ms: float, attempt: int) -> None:
         backend = self._backend

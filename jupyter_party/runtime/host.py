@@ -81,15 +81,26 @@ class Host:
         self._failures: dict[tuple[str, str], tuple[int, float]] = {}  # start failures, retry at
         self._handles = 0
         self._started = False
+        self._adopting: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Arm the alarms persisted by earlier runs for the rooms this host owns. Idempotent."""
         if self._started:
             return
         self._started = True
-        for party, room, at_ms in await self.backend.alarms():
-            if self._owns(party, room):
-                self.alarms.schedule(party, room, at_ms)
+        await self.alarms.arm_persisted(self._owns)
+        if self.leases is not None:
+            self._adopting = spawn(self._adopt_alarms(self.leases.leases.ttl))
+
+    async def _adopt_alarms(self, every: float) -> None:
+        """Party cluster: arm the alarms other nodes set since, every `every` seconds, so an
+        alarm whose node died still fires (at least once) here."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.alarms.arm_persisted(self._owns)
+            except Exception as error:
+                log.warning("cannot read the party cluster's alarms from Redis: %s", error)
 
     def acquire(self, party: str, room_id: str) -> Room:
         """The room `(party, room_id)`, created on demand, held until `release`.
@@ -171,6 +182,8 @@ class Host:
         self, code: int = CloseCode.GOING_AWAY, reason: str = "server shutting down"
     ) -> None:
         """Close every connection, stop alarms, let rooms finish, flush storage (shutdown)."""
+        if self._adopting is not None:
+            self._adopting.cancel()
         self.alarms.stop()
         rooms = list(self.rooms.values())
         for timer in self._idle.values():
