@@ -74,7 +74,7 @@ def until_served(
         assert time.monotonic() < deadline, f"not served within {timeout} s: {body}"
 
 
-def test_one_owner_shared_links_and_take_over_after_kill_9(tmp_path, redis_url):
+async def test_one_owner_shared_links_and_take_over_after_kill_9(tmp_path, redis_url):
     room = "/parties/counter/kill9"
     with node(tmp_path, "a", redis_url) as a, node(tmp_path, "b", redis_url) as b:
         assert [post(a, room) for _ in range(5)] == [(200, {"count": n}) for n in range(1, 6)]
@@ -83,6 +83,9 @@ def test_one_owner_shared_links_and_take_over_after_kill_9(tmp_path, redis_url):
         assert status == 200 and [r["node"] for r in listed] == ["a"], body
         status, body = post(b, room)  # a owns the room: b refuses, saying who serves it
         assert status == 503 and "served by node 'a'" in body["error"], body
+        refused = await connect(b, room)  # a WebSocket too: 1013, try again
+        assert await asyncio.wait_for(refused.read_message(), 10) is None
+        assert refused.close_code == 1013 and "served by node 'a'" in refused.close_reason
         # A share link made on a opens its room on b; revoked on a, it is refused on b.
         status, grant = post(a, "/party-api/share", {"party": "counter", "room": "shared"})
         assert status == 201, grant
