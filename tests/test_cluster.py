@@ -1,8 +1,9 @@
 """A party cluster: real `jupyter party serve --redis` processes on one real redis-server.
 
 What works today: one owner per room across the nodes (a lease in Redis), take-over by another
-node when the owner dies, and fencing of a paused owner. A node that does not own a room
-refuses its events with 1013 / 503 (relaying them to the owner is not built yet).
+node when the owner dies, fencing of a paused owner, share links and alarms across nodes, and
+Redis restarts. A node that does not own a room refuses its events with 1013 / 503 (relaying
+them to the owner is not built yet).
 """
 
 import asyncio

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from .storage import Bounds, Encoded, GroupCommitBackend, Scope
@@ -168,7 +169,12 @@ class _Op:
     __slots__ = ("args", "name", "read", "scope", "token")
 
     def __init__(
-        self, name: str, scope: Scope | None, token: str, args: list[Any], read: Any
+        self,
+        name: str,
+        scope: Scope | None,
+        token: str,
+        args: list[Any],
+        read: Callable[[Any], Any],
     ) -> None:
         self.name, self.scope, self.token, self.args, self.read = name, scope, token, args, read
 
@@ -190,14 +196,14 @@ class RedisBackend(GroupCommitBackend):
         self._fences: dict[Scope, str] = {}
         self._checked = False
 
-    def fence(self, scope: Scope, token: int | None) -> None:
-        """Make the room's writes carry fencing ``token`` from now on (None: unfenced)."""
-        if token is None:
-            self._fences.pop(scope, None)
-        else:
-            self._fences[scope] = str(token)
+    def fence(self, scope: Scope, token: int) -> None:
+        """Make the room's writes carry fencing ``token`` from now on. (A room stays fenced:
+        once its lease is given up or lost, its writes fail until it claims a new one.)"""
+        self._fences[scope] = str(token)
 
-    def _op(self, name: str, scope: Scope | None, args: list[Any], read: Any) -> Any:
+    def _op(
+        self, name: str, scope: Scope | None, args: list[Any], read: Callable[[Any], Any]
+    ) -> Any:
         token = "" if scope is None else self._fences.get(scope, "")
         return self._submit(_Op(name, scope, token, args, read))
 
