@@ -21,6 +21,7 @@ from traitlets import Bool, Dict, Enum, Float, Int, Unicode, default
 from .runtime import partylog
 from .runtime.leases import RoomLeases
 from .runtime.limits import Limits
+from .runtime.party_sources import SharedSources
 from .runtime.partylog import PartyLogs
 from .runtime.registry import Registry
 from .runtime.router import Router
@@ -229,7 +230,12 @@ class PartyApp(ExtensionApp):
         self._starting: asyncio.Task[None] | None = None
         self.router.starter = self._start_rooms
         self._watching: asyncio.Task[None] | None = None
+        self._following: asyncio.Task[None] | None = None
         self._stop_watching = asyncio.Event()
+        self.sources = None
+        if self.redis_url:  # deploys reach every node of the party cluster
+            parties_dir = Path(self.parties_dir).expanduser()
+            self.sources = SharedSources(self.redis_url, parties_dir, self.router)
         self.activity = Activity(
             self.serverapp.web_app.settings["last_activity_times"], self.room_activity_timeout
         )
@@ -242,6 +248,7 @@ class PartyApp(ExtensionApp):
             self.activity,
             self.public_url,
             dict(self.party_env),
+            self.sources,
         )
 
     def initialize_handlers(self) -> None:
@@ -306,6 +313,8 @@ class PartyApp(ExtensionApp):
                     poll=self.watch_parties == "poll",
                 )
             )
+        if self.sources is not None:
+            self._following = spawn(self.sources.follow(self._stop_watching))
         self.log.info(
             "jupyter_party: %s, parties from %s, storage %s%s",
             f"{self.workers} worker process(es)" if self.workers else "rooms in this process",
@@ -328,9 +337,12 @@ class PartyApp(ExtensionApp):
         self.router.shutdown()
         if self._starting is not None and not self._starting.done():
             await self._starting
+        self._stop_watching.set()
         if self._watching is not None:
-            self._stop_watching.set()
             await self._watching
+        if self._following is not None:
+            await self._following
+            await self.sources.close()
         if self.session is not None:
             await self.session.close()  # closes the shared backend too
             return

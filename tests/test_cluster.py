@@ -23,7 +23,7 @@ pytest_plugins = ["redis_support"]  # its fixtures: redis_server, redis_url
 LEASE_TTL = 2.0
 
 
-def node(tmp_path, name: str, redis_url: str, *extra: str) -> ServerProcess:
+def node(tmp_path, name: str, redis_url: str, *extra: str, parties=TEST_PARTIES) -> ServerProcess:
     """A cluster node named `name` (not started)."""
     port = free_port()
     argv = [
@@ -31,7 +31,7 @@ def node(tmp_path, name: str, redis_url: str, *extra: str) -> ServerProcess:
         "-m",
         "jupyter_party.cli",
         "serve",
-        f"--parties={TEST_PARTIES}",
+        f"--parties={parties}",
         f"--port={port}",
         f"--redis={redis_url}",
         f"--PartyApp.lease_ttl={LEASE_TTL}",
@@ -215,3 +215,54 @@ def until_alarm_state(server: ServerProcess, room: str) -> dict:
             assert status == 200, body
             return json.loads(body)
         assert time.monotonic() < deadline, body
+
+
+PARTY_V1 = """
+from jupyter_party import Server
+
+class Versioned(Server):
+    def on_connect(self, connection, ctx):
+        connection.send("v1")
+
+    def on_request(self, request):
+        return {"version": 1}
+"""
+
+
+async def test_a_deploy_made_on_one_node_runs_on_every_node(tmp_path, redis_url):
+    # Each node has its own parties_dir: only Redis carries the deploy from a to b.
+    dirs = {name: tmp_path / f"parties-{name}" for name in "ab"}
+    for directory in dirs.values():
+        directory.mkdir()
+    with (
+        node(tmp_path, "a", redis_url, parties=dirs["a"]) as a,
+        node(tmp_path, "b", redis_url, parties=dirs["b"]) as b,
+    ):
+        status, body = request(
+            a.port, "POST", "/party-api/parties/versioned", json.dumps({"source": PARTY_V1})
+        )
+        assert status == 200, body
+        # b learns of it from Redis: its own parties_dir gets the file, and b serves the party.
+        deadline = time.monotonic() + 10
+        while (status := request(b.port, "GET", "/parties/versioned/r1")[0]) == 404:
+            assert time.monotonic() < deadline, "the deploy did not reach b"
+        assert request(b.port, "GET", "/parties/versioned/r1") == (200, b'{"version":1}')
+        live = await connect(b, "/parties/versioned/r1")
+        assert await live.read_message() == "v1"
+        # A redeploy on a restarts the party's rooms on b too (1012), with the new code.
+        v2 = PARTY_V1.replace('"v1"', '"v2"').replace('"version": 1', '"version": 2')
+        status, body = request(
+            a.port, "POST", "/party-api/parties/versioned", json.dumps({"source": v2})
+        )
+        assert status == 200, body
+        assert await asyncio.wait_for(live.read_message(), 10) is None
+        assert live.close_code == 1012
+        again = await connect(b, "/parties/versioned/r1")
+        assert await again.read_message() == "v2"
+        again.close()
+        # An undeploy on a removes it from b.
+        assert request(a.port, "DELETE", "/party-api/parties/versioned")[0] == 200
+        deadline = time.monotonic() + 10
+        while request(b.port, "GET", "/parties/versioned/r2")[0] != 404:
+            assert time.monotonic() < deadline, "the undeploy did not reach b"
+        assert not (dirs["b"] / "versioned.py").exists()

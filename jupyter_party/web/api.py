@@ -122,6 +122,8 @@ class DeployHandler(_AdminHandler):
             self.set_status(400)
             self.finish(result)
             return
+        if self.parties.sources is not None:
+            await self.parties.sources.publish(name, source)
         closed = result["closed"]
         self.finish(
             {
@@ -144,6 +146,8 @@ class DeployHandler(_AdminHandler):
                 404, f"party {name!r} has no file in parties_dir: only deployed parties can go"
             )
         path.unlink()
+        if self.parties.sources is not None:
+            await self.parties.sources.publish(name, None)
         closed = await self.parties.router.unload(name)
         self.finish({"name": name, "path": str(path), "closed": closed})
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..runtime.limits import Limits
+from ..runtime.party_sources import SharedSources
 from ..runtime.router import Router
 from ..runtime.shares import Shares
 from .activity import Activity
@@ -19,8 +20,8 @@ SETTING = "jupyter_party"
 class PartyServices:
     """The router to the rooms, share grants, limits, the workers' state, where party files
     live, the rooms' share of the server's activity, the configured public URL
-    (`PartyApp.public_url`), and the parties' environment (`PartyApp.party_env`, for parties
-    hosted by kernels)."""
+    (`PartyApp.public_url`), the parties' environment (`PartyApp.party_env`, for parties
+    hosted by kernels), and in a party cluster the deployed sources shared by its nodes."""
 
     router: Router
     shares: Shares
@@ -30,3 +31,4 @@ class PartyServices:
     activity: Activity
     public_url: str = ""
     party_env: dict[str, str] = field(default_factory=dict)
+    sources: SharedSources | None = None
