@@ -1,9 +1,9 @@
 """A party cluster: real `jupyter party serve --redis` processes on one real redis-server.
 
 What works today: one owner per room across the nodes (a lease in Redis), take-over by another
-node when the owner dies, fencing of a paused owner, share links and alarms across nodes, and
-Redis restarts. A node that does not own a room refuses its events with 1013 / 503 (relaying
-them to the owner is not built yet).
+node when the owner dies, fencing of a paused owner, share links, alarms and deploys across
+nodes, and Redis restarts. A node that does not own a room refuses its events with 1013 / 503
+(relaying them to the owner is not built yet).
 """
 
 import asyncio
@@ -14,9 +14,12 @@ import signal
 import sys
 import time
 
+import redis.asyncio as aioredis
 from test_process import TEST_PARTIES, TOKEN, ServerProcess, free_port, jupyter_env, request
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
+
+from jupyter_party.runtime.party_sources import RESYNC
 
 pytest_plugins = ["redis_support"]  # its fixtures: redis_server, redis_url
 
@@ -259,6 +262,12 @@ async def test_a_deploy_made_on_one_node_runs_on_every_node(tmp_path, redis_url)
         assert live.close_code == 1012
         again = await connect(b, "/parties/versioned/r1")
         assert await again.read_message() == "v2"
+        # A lost announcement (Redis pub/sub is at most once) is caught up with.
+        async with aioredis.Redis.from_url(redis_url) as client:
+            await client.hset("jp:parties", "versioned", v2.replace('"v2"', '"v3"'))
+        assert await asyncio.wait_for(again.read_message(), RESYNC + 5) is None  # 1012
+        again = await connect(b, "/parties/versioned/r1")
+        assert await again.read_message() == "v3"
         again.close()
         # An undeploy on a removes it from b.
         assert request(a.port, "DELETE", "/party-api/parties/versioned")[0] == 200

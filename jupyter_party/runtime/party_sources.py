@@ -4,8 +4,9 @@ A deploy (or undeploy) accepted by one node is stored in the hash ``jp:parties``
 source) and announced on the channel ``jp:parties``. Every node follows the channel: it writes
 the new source into its own ``parties_dir`` (or removes the file) and loads it through its
 router, as its file watcher would, so a redeploy restarts the party's rooms (1012) on every
-node. On start, and after every reconnection to Redis (a message may have been missed), a node
-brings its ``parties_dir`` up to date with the whole hash.
+node. Redis pub/sub delivers at most once (a message sent while a node reconnects is lost), so
+a node also brings its ``parties_dir`` up to date with the whole hash on start, after a failure,
+and every ``RESYNC`` seconds.
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ log = logging.getLogger("jupyter_party")
 KEY = CHANNEL = f"{PREFIX}parties"
 #: Seconds between two attempts to reach Redis again.
 RETRY = 1.0
+#: Seconds between two comparisons of `parties_dir` with every source in Redis.
+RESYNC = 10.0
 
 
 class SharedSources:
@@ -49,18 +52,22 @@ class SharedSources:
     async def follow(self, stop: asyncio.Event) -> None:
         """Apply the other nodes' deploys until `stop` is set, resubscribing when Redis
         comes back."""
+        loop = asyncio.get_running_loop()
         while not stop.is_set():
             try:
                 async with self._redis.pubsub() as pubsub:
                     await pubsub.subscribe(CHANNEL)
-                    for name in await self._redis.hkeys(KEY):  # what was missed meanwhile
-                        await self._apply(name.decode())
+                    await self._catch_up()
+                    synced = loop.time()
                     while not stop.is_set():
                         message = await pubsub.get_message(
                             ignore_subscribe_messages=True, timeout=1
                         )
                         if message is not None:
                             await self._apply(message["data"].decode())
+                        if loop.time() - synced >= RESYNC:
+                            await self._catch_up()
+                            synced = loop.time()
             except Exception as error:
                 log.warning("following the party cluster's deploys failed (%s); retrying", error)
                 with contextlib.suppress(TimeoutError):
@@ -68,6 +75,11 @@ class SharedSources:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+    async def _catch_up(self) -> None:
+        """Apply every source in Redis (what was missed meanwhile)."""
+        for name in await self._redis.hkeys(KEY):
+            await self._apply(name.decode())
 
     async def _apply(self, name: str) -> None:
         """Make `parties_dir` hold the cluster's version of party `name`, and load it."""
