@@ -342,6 +342,7 @@ class PartyApp(ExtensionApp):
             await self._watching
         if self._following is not None:
             await self._following
+        if self.sources is not None:
             await self.sources.close()
         if self.session is not None:
             await self.session.close()  # closes the shared backend too
