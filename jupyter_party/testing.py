@@ -136,7 +136,7 @@ class TestConnection:
         """Send a frame: str as text, bytes as binary, anything else as JSON text. Waits
         while the room is a full window behind (flow control), as a real socket would."""
         if self._socket is None or self.closed:
-            raise ConnectionClosed(self.close_code or 1006, self.close_reason)
+            raise ConnectionClosed(self.close_code or CloseCode.ABNORMAL, self.close_reason)
         data = message if isinstance(message, str | bytes) else dumps(message)
         size = len(data.encode("utf-8")) if isinstance(data, str) else len(data)
         if size > self._max_size:  # what the web layer does: no room sees it
@@ -152,7 +152,7 @@ class TestConnection:
         await self._wait(lambda: bool(self._inbox) or self.closed, timeout, "a message")
         if self._inbox:
             return self._inbox.popleft()
-        raise ConnectionClosed(self.close_code or 1006, self.close_reason)
+        raise ConnectionClosed(self.close_code or CloseCode.ABNORMAL, self.close_reason)
 
     async def recv_json(self, timeout: float = TIMEOUT) -> Any:
         """The next message, parsed as JSON."""
@@ -170,9 +170,9 @@ class TestConnection:
         """Wait until the room closes this connection; returns (code, reason). Messages that
         arrived before stay readable."""
         await self._wait(lambda: self.closed, timeout, "the connection to close")
-        return self.close_code or 1006, self.close_reason
+        return self.close_code or CloseCode.ABNORMAL, self.close_reason
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
+    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close from the client side; returns once the room ran `on_close`."""
         if self.closed or self._socket is None:
             return

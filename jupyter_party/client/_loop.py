@@ -10,7 +10,7 @@ _background: asyncio.AbstractEventLoop | None = None
 _background_lock = threading.Lock()
 
 
-def _background_loop() -> asyncio.AbstractEventLoop:
+def background_loop() -> asyncio.AbstractEventLoop:
     """One daemon thread running an event loop, started on first use and shared by clients."""
     global _background
     with _background_lock:
@@ -30,7 +30,7 @@ def client_loop() -> asyncio.AbstractEventLoop:
     try:
         return asyncio.get_running_loop()
     except RuntimeError:
-        return _background_loop()
+        return background_loop()
 
 
 async def wait_first(*events: asyncio.Event) -> None:

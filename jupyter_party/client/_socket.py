@@ -9,9 +9,7 @@ from typing import Any
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-#: Close codes meaning "do not try again": bad request, unauthenticated, forbidden, unknown.
-REFUSALS = (4400, 4401, 4403, 4404)
-#: The same refusals, when a server answers the handshake with an HTTP status instead.
+#: The refusals (REFUSALS), when a server answers the handshake with an HTTP status instead.
 _REFUSED_STATUSES = (400, 401, 403, 404)
 #: Reconnect delays: from BACKOFF_MIN, doubling, to BACKOFF_MAX seconds.
 BACKOFF_MIN, BACKOFF_MAX = 0.1, 5.0

@@ -32,7 +32,7 @@ from collections import deque
 from typing import Any
 from urllib.parse import quote
 
-from ._loop import _background_loop
+from ._loop import background_loop
 from .deploy import DeployError, post_deploy
 from .discovery import ServerInfo, ServerNotFound, find_server
 from .logs import fetch_logs
@@ -101,7 +101,7 @@ class LogWatcher:
         if loop is not None:
             self._task = loop.create_task(self._run())
         else:  # a terminal IPython: no loop between cells
-            self._concurrent = asyncio.run_coroutine_threadsafe(self._run(), _background_loop())
+            self._concurrent = asyncio.run_coroutine_threadsafe(self._run(), background_loop())
 
     def stop(self, why: str = "stopped") -> None:
         self.view.stopped = why

@@ -34,6 +34,7 @@ from pycrdt import Doc
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection
 
+from ..protocol.codes import REFUSALS, CloseCode
 from ..protocol.ysync import (
     CUSTOM_PREFIX,
     STEP1,
@@ -50,14 +51,12 @@ from ..protocol.ysync import (
     sync_frame,
 )
 from ..runtime.tasks import spawn
-from ._loop import _background_loop, wait_first
-from ._socket import BACKOFF_MAX, BACKOFF_MIN, REFUSALS, RoomRefused, open_socket, until_ready
+from ._loop import background_loop, wait_first
+from ._socket import BACKOFF_MAX, BACKOFF_MIN, RoomRefused, open_socket, until_ready
 from .discovery import find_server
 
 log = logging.getLogger("jupyter_party.client")
 
-EPOCH_CHANGED = 4409
-INVALID_DATA = 1007
 #: Yjs peers drop awareness states not renewed for 30 s; renew ours twice as often.
 AWARENESS_RENEW = 15.0
 
@@ -291,7 +290,7 @@ class _Provider:
     async def close(self) -> None:
         self._closing.set()
         if self.ws is not None:
-            self.ws.close(1000, "client closed")
+            self.ws.close(CloseCode.NORMAL, "client closed")
         if self._task is not None and self._task is not asyncio.current_task():
             await asyncio.shield(self._task)
 
@@ -322,7 +321,7 @@ class _Provider:
                     code, reason = ws.close_code, ws.close_reason or ""
                     if self._closing.is_set():
                         return
-                    if code == EPOCH_CHANGED:
+                    if code == CloseCode.EPOCH_CHANGED:
                         self.error = DocumentRecreated(
                             f"{self.url}: the room's document was recreated ({reason}); this "
                             "copy no longer syncs: open the room again with doc(...)"
@@ -347,7 +346,7 @@ class _Provider:
     async def _session(self, ws: WebSocketClientConnection) -> bool:
         """Serve one connection until it closes; returns True if it got in sync."""
         if self._closing.is_set():
-            ws.close(1000, "client closed")
+            ws.close(CloseCode.NORMAL, "client closed")
             return False
         self.ws, self._handshaken = ws, False
         was_synced = False
@@ -379,7 +378,7 @@ class _Provider:
 
     def _malformed(self, ws: WebSocketClientConnection, error: BaseException) -> None:
         log.warning("%s: bad message from the server, reconnecting: %s", self.url, error)
-        ws.close(INVALID_DATA, "malformed frame")
+        ws.close(CloseCode.INVALID_DATA, "malformed frame")
 
     def _receive(self, message: str | bytes) -> None:
         if isinstance(message, str):
@@ -511,5 +510,5 @@ def doc_blocking(party: str, room: str, **kwargs: Any) -> RoomDoc:
     """
     kwargs.setdefault("document", RoomDoc(allow_multithreading=True))
     timeout = kwargs.get("timeout", 10.0)
-    future = asyncio.run_coroutine_threadsafe(doc(party, room, **kwargs), _background_loop())
+    future = asyncio.run_coroutine_threadsafe(doc(party, room, **kwargs), background_loop())
     return future.result(timeout + 5)

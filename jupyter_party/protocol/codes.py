@@ -1,4 +1,5 @@
-"""WebSocket close codes the server sends, and what each means to a client."""
+"""WebSocket close codes: the one list the server, the kernel clients and the widgets' front
+ends use (the JS copy, widgets/js/src/codes.js, is checked against it by a test)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,12 @@ from enum import IntEnum
 
 
 class CloseCode(IntEnum):
+    """Every close code jupyter-party sends or reports, and what each means to a client."""
+
     NORMAL = 1000
     GOING_AWAY = 1001  # the server is shutting down
+    NO_STATUS = 1005  # reported for a close frame without a code; never sent
+    ABNORMAL = 1006  # reported for a connection lost without a close frame; never sent
     INVALID_DATA = 1007  # a malformed frame (Y rooms)
     POLICY = 1008  # over the rate limit
     TOO_BIG = 1009  # a message over max_message_size
@@ -19,3 +24,14 @@ class CloseCode(IntEnum):
     FORBIDDEN = 4403  # a credential that does not open this room
     UNKNOWN_PARTY = 4404
     EPOCH_CHANGED = 4409  # the document was recreated (our Python provider reloads)
+
+
+#: The server's refusals: reconnecting cannot help, so no client retries after one.
+REFUSALS = frozenset(
+    {
+        CloseCode.BAD_REQUEST,
+        CloseCode.UNAUTHENTICATED,
+        CloseCode.FORBIDDEN,
+        CloseCode.UNKNOWN_PARTY,
+    }
+)

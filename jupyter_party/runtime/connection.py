@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from ..protocol.codes import CloseCode
 from .outbox import Outgoing
 
 
@@ -71,7 +72,7 @@ class Connection:
             if self._traffic is not None:
                 self._traffic.sent(1, len(outgoing.payload))
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close the connection after sending what is already queued."""
         if not self.closed:
             self.closed = True

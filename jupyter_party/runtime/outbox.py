@@ -12,10 +12,9 @@ import asyncio
 import contextlib
 from typing import Any, Protocol
 
+from ..protocol.codes import CloseCode
 from ..protocol.frames import BINARY, TEXT, encode_frame
 from .http import dumps
-
-OVERLOADED = 1013
 
 
 class Outgoing:
@@ -98,7 +97,7 @@ class Outbox:
             return
         size = len(message.payload)
         if self._pending and self._pending + size > self._limit:  # one message always fits
-            self.shut(OVERLOADED, "send buffer full: the client is not reading")
+            self.shut(CloseCode.OVERLOADED, "send buffer full: the client is not reading")
             return
         self._queue.append(message)
         self._queued += size
@@ -107,7 +106,7 @@ class Outbox:
             self._writing = True
             self._loop.call_soon(self._flush)
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close the socket after sending what is already queued."""
         if self.closed:
             return

@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable
 
 STRIKE_WINDOW = 10.0  # seconds: violations older than this are forgiven
-RATE_LIMITED = 1008  # the close code (policy violation) for a connection over its rate
 
 
 class RateLimiter:

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from ..protocol.codes import CloseCode
 from .clock import Clock
 from .connection import Connection
 from .errors import Overloaded, RoomError
@@ -263,7 +264,7 @@ class Room:
             await self._report_error("on_alarm", None, error)
             raise
 
-    async def _stop(self, code: int = 1001, reason: str = "room stopped") -> None:
+    async def _stop(self, code: int = CloseCode.GOING_AWAY, reason: str = "room stopped") -> None:
         """Close every connection (running `on_close` now, not when the socket is gone), then
         let the party finish pending work: the instance is going away."""
         for connection in list(self._connections):

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tornado.httputil import HTTPHeaders
 
+from ..protocol.codes import CloseCode
 from .http import Request, Response
 from .outbox import Outgoing
 
@@ -134,7 +135,7 @@ class LocalSocket:
             raise ConnectionError(f"closed with {self.close_code}: {self.close_reason}")
         return message
 
-    def close(self, code: int = 1000, reason: str = "") -> None:
+    def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close the connection; the room's `on_close` runs."""
         if self.close_code is None:
             self._closed(code, reason)

@@ -23,6 +23,7 @@ from weakref import WeakKeyDictionary
 
 from pycrdt import Doc
 
+from ..protocol.codes import CloseCode
 from ..protocol.ysync import (
     BATCH_PREFIX,
     CUSTOM_PREFIX,
@@ -53,10 +54,6 @@ from .tasks import spawn
 
 log = logging.getLogger("jupyter_party")
 
-INVALID_DATA = 1007
-MESSAGE_TOO_BIG = 1009
-SERVICE_RESTART = 1012
-EPOCH_CHANGED = 4409
 _EMPTY_UPDATE = b"\x00\x00"
 _SNAPSHOT, _LOG, _EPOCH = "y:snapshot.", "y:u:", "y:epoch"
 _SEQ_DIGITS = 12
@@ -158,7 +155,7 @@ class YServer(Server):
     async def _handle_connect(self, connection: Connection, ctx: ConnectionContext) -> None:
         if "epoch" in ctx.request.query:  # our Python provider: it can reload on a new epoch
             if ctx.request.query["epoch"] not in ("", self.epoch):
-                connection.close(EPOCH_CHANGED, "the document was recreated: reload it")
+                connection.close(CloseCode.EPOCH_CHANGED, "the document was recreated: reload it")
                 return
             self.send_custom_message(connection, json.dumps({"epoch": self.epoch}))
         connection.send(sync_frame(STEP1, self.document.get_state()))
@@ -186,7 +183,7 @@ class YServer(Server):
             else:
                 return self.on_message(message, sender)
         except _TooBig as error:
-            sender.close(MESSAGE_TOO_BIG, str(error))
+            sender.close(CloseCode.TOO_BIG, str(error))
         except Exception as error:  # malformed input: only the sender pays for it
             self._refuse(sender, error)
         except BaseException as error:  # pycrdt's PanicException is not an Exception
@@ -324,7 +321,7 @@ class YServer(Server):
             sender.id,
             error,
         )
-        sender.close(INVALID_DATA, f"malformed frame: {error}")
+        sender.close(CloseCode.INVALID_DATA, f"malformed frame: {error}")
 
     # -- document changes -------------------------------------------------------------------
 
@@ -424,7 +421,7 @@ class YServer(Server):
         )
         self.room.discard()
         for connection in self.room.get_connections():
-            connection.close(SERVICE_RESTART, "document reset: reconnect")
+            connection.close(CloseCode.SERVICE_RESTART, "document reset: reconnect")
         self._release()  # a discarded room is never stopped
 
     def _schedule_save(self) -> None:

@@ -215,7 +215,7 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
         finally:
             if self._socket is not None and not self._transport.upgraded:  # no handshake
                 socket, self._socket = self._socket, None
-                self.parties.router.closed(socket, 1006, "the handshake failed")
+                self.parties.router.closed(socket, CloseCode.ABNORMAL, "the handshake failed")
 
     async def _join(self, request: dict[str, Any]) -> None:
         """Admit the socket to its room (`on_connect` runs) before the handshake is answered.
@@ -278,7 +278,9 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
             self._counted = False
             self.parties.activity.closed()
         if socket is not None:
-            self.parties.router.closed(socket, self.close_code or 1005, self.close_reason or "")
+            self.parties.router.closed(
+                socket, self.close_code or CloseCode.NO_STATUS, self.close_reason or ""
+            )
 
     # -- identity ---------------------------------------------------------------------------
 

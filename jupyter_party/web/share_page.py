@@ -14,6 +14,7 @@ from pathlib import Path
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import JupyterHandler
 
+from ..protocol.codes import REFUSALS, CloseCode
 from ..protocol.names import InvalidName, split_room_path
 from ..runtime.errors import Overloaded
 from ..runtime.shares import ShareError
@@ -57,6 +58,7 @@ class SharePageHandler(JupyterHandler):
             "access": access,
             "socketPath": f"{self.base_url}parties/{where.party}/{where.room}",
             "baseUrl": self.base_url,
+            "final": sorted(int(code) for code in [*REFUSALS, CloseCode.EPOCH_CHANGED]),
         }
         template, widget = _CONSOLE, self._widget(party, config)
         if widget:

@@ -8,6 +8,7 @@
 // A share link asked for in direct mode comes from the page's own server and address; in relay
 // mode the kernel makes it ({type: "share", access} to the kernel).
 import { openTransport, randomId, requestShare, roomConnections, sharedSession } from "./transport.js";
+import { CloseCode } from "./codes.js";
 
 export const MAX_MESSAGES = 200;
 const POLL_MS = 5000;
@@ -67,7 +68,7 @@ function createSession(model, env) {
     transport.on("message", (data) => logMessage(model, "in", describe(data)));
     transport.on("close", ({ code, reason, final }) => {
       clearInterval(poll);
-      if (code === 1000 && reason === "widget closed") return;
+      if (code === CloseCode.NORMAL && reason === "widget closed") return;
       setState(model, { status: `closed (${code}${reason ? ": " + reason : ""})${final ? "" : ", reconnecting"}` });
       logMessage(model, "info", `closed ${code} ${reason}`);
     });

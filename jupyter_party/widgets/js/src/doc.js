@@ -8,10 +8,10 @@ import * as awarenessProtocol from "y-protocols/awareness";
 import * as encoding from "lib0/encoding";
 import * as decoding from "lib0/decoding";
 import { openTransport, randomId, sharedSession } from "./transport.js";
+import { CloseCode } from "./codes.js";
 
 const SYNC = 0, AWARENESS = 1, QUERY_AWARENESS = 3;
 const CUSTOM_PREFIX = "__YPS:";
-const EPOCH_CHANGED = 4409;
 
 export const CSS = `
 .jp-party-doc { font: 13px/1.4 system-ui, sans-serif; border: 1px solid #d0d7de; border-radius: 6px; overflow: hidden; max-width: 900px; }
@@ -136,8 +136,8 @@ export class DocSession {
     this.synced = false;
     const others = [...this.awareness.getStates().keys()].filter((c) => c !== this.doc.clientID);
     awarenessProtocol.removeAwarenessStates(this.awareness, others, this);
-    if (code === 1000 && reason === "widget closed") return;
-    if (code === EPOCH_CHANGED) {
+    if (code === CloseCode.NORMAL && reason === "widget closed") return;
+    if (code === CloseCode.EPOCH_CHANGED) {
       // The room's document was recreated: never merge old state into it. Start afresh.
       this.epoch = "";
       this.newDoc();

@@ -14,8 +14,7 @@
 //   kernel -> front end  {type: "open", id} | {type: "close", code, reason, final}
 //                        {type: "message", data} | {type: "message", binary: true} + one buffer
 
-/** Refusals: retrying cannot help (the same list as the kernel client's). */
-export const FINAL = [4400, 4401, 4403, 4404];
+import { CloseCode, REFUSALS } from "./codes.js";
 
 /** The Jupyter page configuration, or null outside JupyterLab / Notebook 7. */
 export function pageConfig(doc = globalThis.document) {
@@ -125,7 +124,7 @@ export class DirectTransport extends Emitter {
     socket.onclose = (event) => {
       if (socket !== this.socket) return;
       this.socket = null;
-      const final = this.stopped || FINAL.includes(event.code);
+      const final = this.stopped || REFUSALS.includes(event.code);
       this.emit("close", { code: event.code, reason: event.reason || "", final });
       if (final) return;
       const delay = Math.min(this.maxDelay, this.minDelay * 2 ** this.retries++);
@@ -135,7 +134,7 @@ export class DirectTransport extends Emitter {
 
   /** Reconnect now (e.g. after the document was recreated). */
   reconnect() {
-    if (this.socket) this.socket.close(1000, "reconnect");
+    if (this.socket) this.socket.close(CloseCode.NORMAL, "reconnect");
     else {
       clearTimeout(this.timer);
       this.connect();
@@ -154,8 +153,8 @@ export class DirectTransport extends Emitter {
     clearTimeout(this.timer);
     const socket = this.socket;
     this.socket = null;
-    if (socket) socket.close(1000, "widget closed");
-    this.emit("close", { code: 1000, reason: "widget closed", final: true });
+    if (socket) socket.close(CloseCode.NORMAL, "widget closed");
+    this.emit("close", { code: CloseCode.NORMAL, reason: "widget closed", final: true });
   }
 }
 

@@ -13,6 +13,7 @@
 //
 // The connection is direct from the page in JupyterLab / Notebook 7, else relayed by the kernel.
 import { openTransport, randomId, sharedSession } from "./transport.js";
+import { CloseCode } from "./codes.js";
 
 function setState(model, state) {
   for (const [key, value] of Object.entries(state)) model.set(key, value);
@@ -39,7 +40,7 @@ function createSession(model, env) {
   setState(model, { connection_id: id, status: "connecting" });
   transport.on("open", () => setState(model, { status: "connected" }));
   transport.on("close", ({ code, reason, final }) => {
-    if (code === 1000 && reason === "widget closed") return;
+    if (code === CloseCode.NORMAL && reason === "widget closed") return;
     setState(model, { status: `closed (${code}${reason ? ": " + reason : ""})${final ? "" : ", reconnecting"}` });
   });
   const room = {
