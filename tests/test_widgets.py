@@ -348,6 +348,7 @@ async def test_a_room_handle_displays_as_its_console(url, jp_serverapp):
     )
     data, _metadata = room._repr_mimebundle_()
     assert "application/vnd.jupyter.widget-view+json" in data
-    assert isinstance(room._console, RoomConsole)
+    assert isinstance(room._view, RoomConsole)
+    assert room._repr_mimebundle_()[0] == data  # one console per handle
     assert room._repr_mimebundle_()[0] == data  # one console per handle
     await room.close()

@@ -1,5 +1,6 @@
 """Calls to the server's admin API (`{base}party-api/...`) from a kernel or a script: one
-blocking JSON request, authenticated with the Jupyter token, and one error type; and the
+JSON request, authenticated with the Jupyter token (blocking, or on the event loop), and one
+error type; and the
 listings and `undeploy` built on it (what `jupyter party list | rooms | undeploy` print)."""
 
 from __future__ import annotations
@@ -34,27 +35,70 @@ def admin_call(
 
     Raises AdminError for an HTTP error, ConnectionError when the server cannot be reached.
     """
-    request = urllib.request.Request(
-        f"{info.url}party-api/{path}",
-        data=None if body is None else json.dumps(body).encode(),
-        headers={"Authorization": f"token {info.token}", "Content-Type": "application/json"},
-        method=method,
-    )
+    url, headers, data = _request(info, path, body)
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.load(response)
     except urllib.error.HTTPError as error:
-        raw = error.read().decode("utf-8", "replace")
-        detail: dict[str, Any] = {}
-        with contextlib.suppress(ValueError):
-            loaded = json.loads(raw)
-            detail = loaded if isinstance(loaded, dict) else {}
-        message = detail.get("error") or detail.get("message") or raw.strip() or error.reason
-        raise AdminError(error.code, str(message), detail) from None
+        raise _error(error.code, error.read(), str(error.reason)) from None
     except urllib.error.URLError as error:
-        raise ConnectionError(
-            f"cannot reach the Jupyter server at {info.url}: {error.reason}"
-        ) from None
+        raise _unreachable(info, error.reason) from None
+
+
+async def admin_call_async(
+    info: ServerInfo,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    timeout: float = 10.0,
+) -> Any:
+    """`admin_call` on the running event loop (a kernel's), for calls that must not block it,
+    such as long polls; the same answer and errors."""
+    from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+    url, headers, data = _request(info, path, body)
+    request = HTTPRequest(
+        url,
+        method=method,
+        headers=headers,
+        body=data,
+        request_timeout=timeout,
+        connect_timeout=min(timeout, 10.0),
+        allow_nonstandard_methods=True,
+    )
+    response = await AsyncHTTPClient().fetch(request, raise_error=False)
+    if response.code == 599:
+        raise _unreachable(info, response.error)
+    if response.code >= 400:
+        raise _error(response.code, response.body or b"", response.reason or "")
+    return json.loads(response.body)
+
+
+def _request(
+    info: ServerInfo, path: str, body: dict[str, Any] | None
+) -> tuple[str, dict[str, str], bytes | None]:
+    """The URL, headers (the Jupyter token) and body of one admin call."""
+    headers = {"Authorization": f"token {info.token}", "Content-Type": "application/json"}
+    return (
+        f"{info.url}party-api/{path}",
+        headers,
+        None if body is None else json.dumps(body).encode(),
+    )
+
+
+def _error(status: int, raw: bytes, reason: str) -> AdminError:
+    text = raw.decode("utf-8", "replace")
+    detail: dict[str, Any] = {}
+    with contextlib.suppress(ValueError):
+        loaded = json.loads(text)
+        detail = loaded if isinstance(loaded, dict) else {}
+    message = detail.get("error") or detail.get("message") or text.strip() or reason
+    return AdminError(status, str(message), detail)
+
+
+def _unreachable(info: ServerInfo, reason: object) -> ConnectionError:
+    return ConnectionError(f"cannot reach the Jupyter server at {info.url}: {reason}")
 
 
 def parties(*, server: str | None = None, token: str | None = None) -> list[dict[str, Any]]:

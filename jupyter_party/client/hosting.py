@@ -38,7 +38,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote
 
 from tornado.httpclient import HTTPRequest
@@ -185,15 +185,19 @@ class HostedParty:
     def __repr__(self) -> str:
         return f"<HostedParty {self.name!r} at {self.url}ROOM: {self.status}>"
 
+    #: Makes the party's widget: set by `jupyter_party.widgets` (a `HostView`), so the client
+    #: does not depend on the widgets.
+    view_factory: ClassVar[Callable[[HostedParty], Any] | None] = None
+
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.widget()._repr_mimebundle_(**kwargs)
 
     def widget(self) -> Any:
         """The party's widget (one per hosted party; display it anywhere)."""
         if self._view is None:
-            from ..widgets.host import HostView
-
-            self._view = HostView(self)
+            if HostedParty.view_factory is None:
+                raise RuntimeError("no widget: import jupyter_party.widgets (needs anywidget)")
+            self._view = HostedParty.view_factory(self)
             self._refresh()
         return self._view
 
@@ -290,7 +294,7 @@ class HostedParty:
         if session is not None:  # rooms first, while their storage is still reachable
             await session.close(CloseCode.SERVICE_RESTART, f"party {self.name!r} stopped")
         if self._socket is not None:
-            self._socket.close(1000, "stopped")
+            self._socket.close(CloseCode.NORMAL, "stopped")
         await self._ended.wait()
 
     def _replaced(self) -> None:

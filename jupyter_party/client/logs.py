@@ -2,33 +2,28 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import quote
 
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
-
+from .admin import AdminError, admin_call_async
 from .discovery import ServerInfo, find_server
 
 
 async def fetch_logs(
     info: ServerInfo, party: str, after: int = 0, wait: float = 0
 ) -> tuple[int, list[dict[str, Any]], int]:
-    """One call of `GET party-api/parties/PARTY/logs`: (HTTP status, records, next cursor).
+    """One call of `GET party-api/parties/PARTY/logs`: (HTTP status, records, next cursor);
+    status 599 when the server cannot be reached.
 
     With `wait`, the server holds the request until a record newer than `after` exists.
     """
-    url = f"{info.url}party-api/parties/{quote(party, safe='')}/logs?after={after}&wait={wait:g}"
-    request = HTTPRequest(
-        url,
-        headers={"Authorization": f"token {info.token}"},
-        request_timeout=wait + 15,
-        connect_timeout=10,
-    )
-    response = await AsyncHTTPClient().fetch(request, raise_error=False)
-    if response.code != 200:
-        return response.code, [], after
-    body = json.loads(response.body)
+    path = f"parties/{quote(party, safe='')}/logs?after={after}&wait={wait:g}"
+    try:
+        body = await admin_call_async(info, "GET", path, timeout=wait + 15)
+    except AdminError as error:
+        return error.status, [], after
+    except ConnectionError:
+        return 599, [], after
     return 200, body.get("records", []), int(body.get("next", after))
 
 

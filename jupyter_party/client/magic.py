@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import contextlib
 import html
-import json
 import shlex
 import sys
 import time
@@ -33,6 +32,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ._loop import background_loop
+from .admin import AdminError, admin_call
 from .deploy import DeployError, post_deploy
 from .discovery import ServerInfo, ServerNotFound, find_server
 from .logs import fetch_logs
@@ -149,16 +149,10 @@ class LogWatcher:
 
 def _cursor(info: ServerInfo, name: str) -> int:
     """The party's newest log record number (0 if unknown): output after it is this deploy's."""
-    import urllib.request
-
-    request = urllib.request.Request(
-        f"{info.url}party-api/parties/{quote(name, safe='')}/logs?after=0",
-        headers={"Authorization": f"token {info.token}"},
-    )
     try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return int(json.load(response).get("next", 0))
-    except Exception:
+        path = f"parties/{quote(name, safe='')}/logs?after=0"
+        return int(admin_call(info, "GET", path).get("next", 0))
+    except (AdminError, ConnectionError, ValueError):
         return 0
 
 

@@ -34,22 +34,22 @@ import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
 
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError
 
+from ..protocol.codes import REFUSALS, CloseCode
 from ..runtime.tasks import spawn
-from ._loop import _background_loop, wait_first
-from ._socket import BACKOFF_MAX, BACKOFF_MIN, REFUSALS, RoomRefused, open_socket, until_ready
+from ._loop import background_loop, wait_first
+from ._socket import BACKOFF_MAX, BACKOFF_MIN, RoomRefused, open_socket, until_ready
 from .discovery import find_server
 
 log = logging.getLogger("jupyter_party.client")
 
 #: A connection that lasted this long resets the backoff.
 STABLE_AFTER = 1.0
-SERVICE_RESTART = 1012  # the party was redeployed: reconnect at once
 
 Message = str | bytes
 Query = Mapping[str, Any] | Callable[[], Any] | None
@@ -89,9 +89,9 @@ class RoomClient:
     """A reconnecting WebSocket client of one room; made by `connect()`.
 
     `id` is the connection id (`_pk`), the same across reconnects; `url` the room's WebSocket
-    URL (without query); `connected` is True while a socket is open. `error` says why the
-    client stopped, if it stopped on an error (`RoomRefused`, or `ConnectionError` after
-    `max_retries`).
+    URL (without query); `server` the Jupyter server it reached (`ServerInfo`); `connected` is
+    True while a socket is open. `error` says why the client stopped, if it stopped on an
+    error (`RoomRefused`, or `ConnectionError` after `max_retries`).
     """
 
     def __init__(
@@ -121,7 +121,7 @@ class RoomClient:
         self.close_code: int | None = None
         self.close_reason = ""
         self.reconnects = 0
-        self._token = info.token
+        self.server = info
         self._headers = {**(headers or {}), "Authorization": f"token {info.token}"}
         self._query = query
         self._min_delay, self._max_delay = min_delay, max_delay
@@ -142,6 +142,7 @@ class RoomClient:
         self._closing = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._connecting = False
+        self._view: Any = None
 
     # -- state --------------------------------------------------------------------------------
 
@@ -167,13 +168,15 @@ class RoomClient:
             state = "connected" if self.connected else "connecting"
         return f"<RoomClient {self.party}/{self.room} id={self.id} {state}>"
 
-    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        """In a notebook, a handle displays as a live room console (one per handle)."""
-        from ..widgets.console import RoomConsole
+    #: What a handle displays as in a notebook, made once per handle: set by
+    #: `jupyter_party.widgets` (a live room console), so the client does not depend on it.
+    view_factory: ClassVar[Callable[[RoomClient], Any] | None] = None
 
-        if getattr(self, "_console", None) is None:
-            self._console = RoomConsole(client=self)
-        return self._console._repr_mimebundle_(**kwargs)
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """In a notebook, a handle displays as its view (see `view_factory`)."""
+        if self._view is None and RoomClient.view_factory is not None:
+            self._view = RoomClient.view_factory(self)
+        return None if self._view is None else self._view._repr_mimebundle_(**kwargs)
 
     # -- callbacks ----------------------------------------------------------------------------
 
@@ -306,7 +309,7 @@ class RoomClient:
         url = self.http_url + ("/" + path.lstrip("/") if path.strip("/") else "")
         if query:
             url += ("&" if "?" in url else "?") + urlencode({k: str(v) for k, v in query.items()})
-        all_headers = {**(headers or {}), "Authorization": f"token {self._token}"}
+        all_headers = {**(headers or {}), "Authorization": f"token {self.server.token}"}
         if body is not None and not isinstance(body, str | bytes):
             body = json.dumps(body)
             all_headers.setdefault("Content-Type", "application/json")
@@ -328,8 +331,16 @@ class RoomClient:
 
     # -- lifetime -----------------------------------------------------------------------------
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start connecting (and reconnecting) in the background; `connect()` calls it and
+        waits for the first connection."""
         self._task = spawn(self._run())
+
+    def reconnect(self) -> None:
+        """Close the current socket, if any, so the client connects again at once (with its
+        query evaluated again)."""
+        if self._ws is not None:
+            self._ws.close(CloseCode.NORMAL, "reconnect")
 
     async def wait_connected(self, timeout: float | None = None) -> None:
         """Wait until a socket is open (again); raise the error if the client stopped."""
@@ -345,7 +356,7 @@ class RoomClient:
         if self.error is not None:
             raise self.error
 
-    async def close(self, code: int = 1000, reason: str = "") -> None:
+    async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close for good: no reconnect; buffered messages are dropped."""
         self._closing.set()
         ws = self._ws
@@ -414,9 +425,12 @@ class RoomClient:
                         log.warning("%s", self.error)
                         return
                     self.last_failure = f"connection closed ({code}): {reason}"
-                    if time.monotonic() - started >= STABLE_AFTER or code == SERVICE_RESTART:
+                    if (
+                        time.monotonic() - started >= STABLE_AFTER
+                        or code == CloseCode.SERVICE_RESTART
+                    ):
                         delay, failures = self._min_delay, 0
-                    if code == SERVICE_RESTART:
+                    if code == CloseCode.SERVICE_RESTART:
                         wait = random.uniform(0, self._min_delay / 2)
                 failures += 1
                 if self._max_retries is not None and failures > self._max_retries:
@@ -439,7 +453,7 @@ class RoomClient:
     async def _session(self, ws: WebSocketClientConnection) -> None:
         """Serve one connection until it closes."""
         if self._closing.is_set():
-            ws.close(1000, "client closed")
+            ws.close(CloseCode.NORMAL, "client closed")
             return
         # Flush the offline buffer before anyone else can write: no await in between.
         while self._outbox:
@@ -506,7 +520,7 @@ async def connect(
     """
     _check_options(options)
     client = RoomClient(party, room, server=server, token=token, id=id, query=query, **options)
-    client._start()
+    client.start()
     await until_ready(client, client.wait_connected(timeout), timeout, "connected")
     return client
 
@@ -594,7 +608,7 @@ class BlockingRoomClient:
 
 def connect_blocking(party: str, room: str, **kwargs: Any) -> BlockingRoomClient:
     """`connect()` for code without an event loop (plain scripts): a `BlockingRoomClient`."""
-    loop = _background_loop()
+    loop = background_loop()
     timeout = kwargs.get("timeout", 10.0)
     future = asyncio.run_coroutine_threadsafe(connect(party, room, **kwargs), loop)
     return BlockingRoomClient(future.result(timeout + 5), loop)

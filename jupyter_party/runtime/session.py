@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from ..protocol.codes import CloseCode
-from ..widgets._uisource import party_ui_source
 from .clock import Clock
 from .connection import Connection
 from .errors import Overloaded, RoomError, UnknownParty
@@ -40,7 +39,7 @@ from .limits import Limits
 from .metrics import STATS_INTERVAL
 from .outbox import Outgoing
 from .partylog import error_text
-from .registry import DeployError, Registry
+from .registry import RefusedDeploy, Registry
 from .room import Lobby, Room
 from .server import Server
 from .stall import Steps
@@ -48,6 +47,7 @@ from .storage import Backend
 from .storage_link import serve_storage
 from .stubs import LocalSocket, Parties
 from .tasks import spawn
+from .ui import front_end
 
 WINDOW = 1 << 20  # inbound bytes a connection may have in flight to its room
 ACK_EVERY = WINDOW // 4
@@ -380,7 +380,7 @@ class Session:
         start = time.monotonic()
         try:
             self.registry.deploy(name, source)
-        except DeployError as error:
+        except RefusedDeploy as error:
             return {"error": str(error), "traceback": error.traceback}, b""
         self._uplink.record(
             name, None, "log", f"deploy: staged and imported in {time.monotonic() - start:.2f} s"
@@ -397,7 +397,7 @@ class Session:
         try:
             if not self.registry.load(name):
                 return {"unchanged": True}, b""
-        except DeployError as error:
+        except RefusedDeploy as error:
             return {"error": str(error), "traceback": error.traceback}, b""
         return {"path": self.registry.source(name), **await self._reload(name)}, b""
 
@@ -535,21 +535,14 @@ def _document(server: Server | None) -> dict[str, Any] | None:
 def describe_party(name: str, registry: Registry) -> dict[str, Any]:
     """What the server process needs to know of a party: where it came from, its kind, its
     own front end, and the limits it sets for its sockets."""
-    from .yserver import YServer
-
     server_class = registry.get(name)
-    described: dict[str, Any] = {
+    return {
         "name": name,
         "source": registry.source(name),
         "error": None,
-        "kind": "yserver" if issubclass(server_class, YServer) else "server",
+        **front_end(server_class),
         **_limits(server_class),
     }
-    try:
-        described["ui"] = party_ui_source(server_class)
-    except OSError as error:  # a `ui` file that is missing: say so instead of failing
-        described.update(ui=None, ui_error=str(error))
-    return described
 
 
 def _limits(server_class: type[Server]) -> dict[str, Any]:

@@ -8,12 +8,15 @@
 In JupyterLab and Notebook 7 the widget's browser side joins the room itself; elsewhere (VS
 Code, Colab) the kernel relays. The front-end code is bundled in `static/` (built from `js/`).
 
-Names are imported lazily, so the server can use `party_ui_source` without loading anywidget.
+Names are imported lazily: importing this package does not load anywidget.
 """
 
 from __future__ import annotations
 
 from typing import Any
+
+from ..client.hosting import HostedParty
+from ..client.room import RoomClient
 
 __all__ = ["DocView", "PartyUI", "RoomConsole", "party_ui_source", "show"]
 
@@ -21,9 +24,26 @@ _WHERE = {
     "RoomConsole": ".console",
     "DocView": ".doc",
     "PartyUI": ".ui",
-    "party_ui_source": "._uisource",
+    "party_ui_source": "..runtime.ui",
     "show": "._show",
 }
+
+
+def _console_view(client: RoomClient) -> Any:
+    from .console import RoomConsole
+
+    return RoomConsole(client=client)
+
+
+def _host_view(party: HostedParty) -> Any:
+    from .host import HostView
+
+    return HostView(party)
+
+
+# A kernel's room handle displays as its console, a hosted party as its HostView.
+RoomClient.view_factory = _console_view
+HostedParty.view_factory = _host_view
 
 
 def __getattr__(name: str) -> Any:

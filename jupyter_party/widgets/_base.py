@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,8 @@ import anywidget
 import traitlets
 
 from ..client._loop import client_loop
-from ..client._socket import REFUSALS
+from ..client.admin import AdminError, admin_call
+from ..protocol.codes import REFUSALS
 from ..runtime.tasks import spawn
 
 log = logging.getLogger("jupyter_party.widgets")
@@ -87,9 +87,7 @@ class RoomWidget(anywidget.AnyWidget):
         elif kind == "relay-query":
             self._relay_query = _query(content.get("query"))
             if content.get("reconnect") and self._client is not None and not self._attached:
-                ws = self._client._ws
-                if ws is not None:
-                    self._call(lambda: ws.close(1000, "reconnect"))
+                self._call(self._client.reconnect)
         elif kind == "send":
             if content.get("binary"):
                 data: str | bytes = bytes(buffers[0]) if buffers else b""
@@ -140,7 +138,7 @@ class RoomWidget(anywidget.AnyWidget):
                 return
             self._attach(client)
             self.status = "connecting"
-            client._start()
+            client.start()
             spawn(self._watch(client))
 
         self._call(start)
@@ -249,21 +247,10 @@ class RoomWidget(anywidget.AnyWidget):
             await asyncio.sleep(POLL_SECONDS)
 
     async def _room_connections(self) -> int | None:
-        from tornado.httpclient import AsyncHTTPClient
-
-        client = self._client
-        base = client.http_url.rsplit("parties/", 1)[0]
-        try:
-            response = await AsyncHTTPClient().fetch(
-                base + "party-api/rooms",
-                headers={"Authorization": f"token {client._token}"},
-                raise_error=False,
-                request_timeout=10.0,
-            )
-            if response.code != 200:
-                return None
-            rooms = json.loads(response.body).get("rooms", [])
-        except Exception:
+        try:  # a blocking call: in a thread, not to stall the kernel's loop
+            answer = await asyncio.to_thread(admin_call, self._client.server, "GET", "rooms")
+            rooms = answer.get("rooms", [])
+        except (AdminError, ConnectionError, ValueError):
             return None
         for entry in rooms:
             if entry.get("party") == self.party and entry.get("room") == self.room:

@@ -4,14 +4,13 @@
 from __future__ import annotations
 
 import inspect
-import json
 import logging
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Literal
 
-from ._uisource import party_ui_source
+from ..client.admin import admin_call
+from ..client.discovery import find_server
+from ..runtime.ui import front_end, ui_text
 
 log = logging.getLogger("jupyter_party.widgets")
 
@@ -46,8 +45,8 @@ def show(
     from .doc import DocView
     from .ui import PartyUI
 
-    name, info = _describe(party, server, token, need=kind is None and ui is None)
-    source = _ui_text(ui) if ui is not None else info.get("ui")
+    name, info = _what_party_declares(party, server, token, need=kind is None and ui is None)
+    source = ui_text(ui, Path.cwd()) if ui is not None else info.get("ui")
     if kind is None:
         kind = "ui" if source else "doc" if info.get("kind") == "yserver" else "console"
     common = {"server": server, "token": token, **kwargs}
@@ -75,28 +74,12 @@ def _display(widget: Any) -> None:
         display(widget)
 
 
-def _ui_text(ui: str | Path) -> str:
-    if isinstance(ui, Path) or ("\n" not in ui and ui.strip().endswith((".js", ".mjs"))):
-        return Path(ui).read_text(encoding="utf-8")
-    return ui
-
-
-def describe_class(cls: type) -> dict[str, Any]:
-    """`{"ui": source or None, "kind": "yserver" | "server"}` for a party class."""
-    from ..runtime.yserver import YServer
-
-    return {
-        "ui": party_ui_source(cls),
-        "kind": "yserver" if issubclass(cls, YServer) else "server",
-    }
-
-
-def _describe(
+def _what_party_declares(
     party: Any, server: str | None, token: str | None, need: bool
 ) -> tuple[str, dict[str, Any]]:
     """The party's name and what it declares (`ui`, `kind`)."""
     if inspect.isclass(party):
-        return party.__name__.lower(), describe_class(party)
+        return party.__name__.lower(), _declared(party)
     if hasattr(party, "name") and not isinstance(party, str):  # a DeployResult
         party = party.name
     if not isinstance(party, str):
@@ -112,14 +95,7 @@ def _describe(
 def _from_server(party: str, server: str | None, token: str | None) -> dict[str, Any] | None:
     """The admin API's entry for `party`, if the server can be reached and describes it."""
     try:
-        from ..client.discovery import find_server
-
-        found = find_server(server, token)
-        request = urllib.request.Request(
-            found.url + "party-api/parties", headers={"Authorization": f"token {found.token}"}
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            parties = json.loads(response.read()).get("parties", [])
+        parties = admin_call(find_server(server, token), "GET", "parties").get("parties", [])
     except Exception as error:  # no server, refused, offline: fall back
         log.debug("party-api/parties unavailable: %s", error)
         return None
@@ -137,8 +113,16 @@ def _from_entry_point(party: str) -> dict[str, Any] | None:
     for entry in entry_points(group="jupyter_party.parties"):
         if entry.name == party:
             try:
-                return describe_class(entry.load())
+                return _declared(entry.load())
             except Exception as error:
                 log.debug("entry point %s failed to load: %s", party, error)
                 return None
     return None
+
+
+def _declared(cls: type) -> dict[str, Any]:
+    """What a party class declares; a `ui` file it names that cannot be read is an error."""
+    described = front_end(cls)
+    if "ui_error" in described:
+        raise FileNotFoundError(described["ui_error"])
+    return described
