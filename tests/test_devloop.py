@@ -15,7 +15,7 @@ import pytest
 import jupyter_party
 from conftest import TIMEOUT, eventually
 from jupyter_party.cli import main as cli_main
-from jupyter_party.runtime.registry import DeployError, Registry
+from jupyter_party.runtime.registry import RefusedDeploy, Registry
 
 ECHO = """
 from jupyter_party import Server
@@ -232,7 +232,7 @@ def test_registry_loads_changed_files_only_and_keeps_the_old_version_on_errors(t
     second = registry.get("echo")
     assert second is not first
     (tmp_path / "echo.py").write_text("def broken(:\n")
-    with pytest.raises(DeployError) as refused:
+    with pytest.raises(RefusedDeploy) as refused:
         registry.load("echo")
     assert "SyntaxError" in refused.value.traceback
     assert registry.get("echo") is second  # the running version stays

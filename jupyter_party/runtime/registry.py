@@ -29,7 +29,7 @@ ENTRY_POINT_GROUP = "jupyter_party.parties"
 MODULE_PREFIX = "jupyter_party_parties."
 
 
-class DeployError(Exception):
+class RefusedDeploy(Exception):
     """A deploy was refused; `traceback` is the full text, for the deploying notebook."""
 
     def __init__(self, message: str, traceback: str) -> None:
@@ -102,18 +102,18 @@ class Registry:
         """Make `source` party `name`, stored in `parties_dir` so it survives restarts.
 
         The source is imported first; if that fails (syntax error, import error, no Server
-        subclass) DeployError carries the traceback and the running version is untouched.
+        subclass) RefusedDeploy carries the traceback and the running version is untouched.
         """
         check_party_name(name)
         if self.parties_dir is None:
-            raise DeployError("this server has no parties_dir to deploy into", "")
+            raise RefusedDeploy("this server has no parties_dir to deploy into", "")
         self.parties_dir.mkdir(parents=True, exist_ok=True)
         path = self.parties_dir / f"{name}.py"
         staged = self.parties_dir / f".{name}.deploying.py"
         staged.write_text(source, "utf-8")
         try:
             server_class = _import_party(staged, name)
-        except DeployError:
+        except RefusedDeploy:
             staged.unlink(missing_ok=True)
             raise
         os.replace(staged, path)  # atomic: a crash leaves the old file or the new one
@@ -125,18 +125,18 @@ class Registry:
         """Import party `name` again from its file in `parties_dir` (it was edited), unless
         its content is what is loaded already; returns whether a new version was loaded.
 
-        Like a deploy, a file that fails to import raises DeployError with the traceback and
+        Like a deploy, a file that fails to import raises RefusedDeploy with the traceback and
         leaves the running version untouched.
         """
         if self.parties_dir is None:
-            raise DeployError("this server has no parties_dir", "")
+            raise RefusedDeploy("this server has no parties_dir", "")
         path = self.parties_dir / f"{name}.py"
         content = path.read_bytes()
         if name in self._classes and self._digests.get(name) == _digest(content):
             return False
         try:
             server_class = _import_party(path, name)
-        except DeployError as error:
+        except RefusedDeploy as error:
             self.errors[name] = error.traceback
             self._failed[name] = path.stat().st_mtime_ns
             raise
@@ -208,7 +208,7 @@ def _import_file(path: Path, party: str | None = None) -> ModuleType:
 
 
 def _import_party(path: Path, name: str) -> type[Server]:
-    """The party class of the module at `path`; DeployError (with the traceback) if it fails
+    """The party class of the module at `path`; RefusedDeploy (with the traceback) if it fails
     to import or defines no single Server subclass."""
     try:
         server_class = _party_class(_import_file(path, name))
@@ -216,7 +216,7 @@ def _import_party(path: Path, name: str) -> type[Server]:
         return server_class
     except Exception as error:
         summary = traceback.format_exception_only(error)[-1].strip()
-        raise DeployError(summary, traceback.format_exc()) from None
+        raise RefusedDeploy(summary, traceback.format_exc()) from None
 
 
 def _digest(content: bytes) -> str:

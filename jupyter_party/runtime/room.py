@@ -224,7 +224,7 @@ class Room:
             steps.end(start, self.party, self.id, "on_message")
             current_room.reset(context)
         if result is not None and inspect.isawaitable(result):
-            return self._settle("on_message", connection, result)
+            return self._await_handler("on_message", connection, result)
         return None
 
     async def _disconnect(self, connection: Connection, code: int, reason: str) -> None:
@@ -346,7 +346,7 @@ class Room:
         finally:
             current_room.reset(context)
 
-    async def _settle(self, hook: str, connection: Connection | None, result: Any) -> None:
+    async def _await_handler(self, hook: str, connection: Connection | None, result: Any) -> None:
         context = current_room.set((self._services.logs, self.party, self.id))
         try:
             await maybe_await(self._services.steps.timed(result, self.party, self.id, hook))

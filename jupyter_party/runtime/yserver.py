@@ -185,11 +185,11 @@ class YServer(Server):
         except _TooBig as error:
             sender.close(CloseCode.TOO_BIG, str(error))
         except Exception as error:  # malformed input: only the sender pays for it
-            self._refuse(sender, error)
+            self._close_malformed(sender, error)
         except BaseException as error:  # pycrdt's PanicException is not an Exception
             if type(error).__name__ != "PanicException":
                 raise
-            self._refuse(sender, error)
+            self._close_malformed(sender, error)
             self._reset(error)
         return None
 
@@ -203,10 +203,10 @@ class YServer(Server):
             self.room.broadcast(awareness_frame(encode_awareness(removal)))
         await maybe_await(self.on_close(connection, code, reason))
         if not self.room.get_connections():
-            await self._settle()
+            await self._make_durable()
 
     async def _handle_stop(self) -> None:
-        await self._settle()
+        await self._make_durable()
         self._release()
 
     def _release(self) -> None:
@@ -313,7 +313,7 @@ class YServer(Server):
         # A read-only share link is enforced here, whatever the party's is_read_only says.
         return connection.access == "read" or self.is_read_only(connection)
 
-    def _refuse(self, sender: Connection, error: BaseException) -> None:
+    def _close_malformed(self, sender: Connection, error: BaseException) -> None:
         log.warning(
             "party %r room %r: closing %r: malformed frame: %s",
             self.room.party,
@@ -398,7 +398,7 @@ class YServer(Server):
             await txn.delete(stale)
         self._snapshot = list(snapshot)
 
-    async def _settle(self) -> None:
+    async def _make_durable(self) -> None:
         """Make everything durable and compact (snapshot mode), then run `on_save`."""
         if self._persisting is not None:
             await self._persisting

@@ -169,7 +169,7 @@ class LogsHandler(_AdminHandler):
         self.finish({"records": log.after(after), "next": log.last})
 
 
-class RoomHandler(_AdminHandler):
+class RoomAdminHandler(_AdminHandler):
     """`GET party-api/rooms/{party}/{room}`: what the room holds (storage, alarm, connections,
     document). `DELETE`: evict the live room now; its connections are closed with 1012
     (clients reconnect to a fresh instance), storage is kept."""

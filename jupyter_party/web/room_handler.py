@@ -48,9 +48,10 @@ class Refused(Exception):
         super().__init__(message)
         self.response, self.code = response, code
 
-
-def _refuse(status: int, code: int, message: str) -> Refused:
-    return Refused(Response.json({"error": message}, status), code, message)
+    @classmethod
+    def error(cls, status: int, code: int, message: str) -> Refused:
+        """A refusal of ours: HTTP `status` with a JSON `error`, close `code` for sockets."""
+        return cls(Response.json({"error": message}, status), code, message)
 
 
 class _SocketTransport:
@@ -203,13 +204,13 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
                 return
             if "refuse" in verdict:
                 status, code, message = verdict["refuse"]
-                raise _refuse(status, code, message)
+                raise Refused.error(status, code, message)
             self._party_limits = verdict["party"]
             await self._join(verdict["request"])
         except Refused as refused:
             self._refusal = refused
         except Overloaded as error:
-            self._refusal = _refuse(503, CloseCode.OVERLOADED, str(error))
+            self._refusal = Refused.error(503, CloseCode.OVERLOADED, str(error))
         try:
             await WebSocketHandler.get(self)  # returns once the socket is closed
         finally:
@@ -222,7 +223,8 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
         Raises Refused."""
         where, grant, router = self._where, self._grant, self.parties.router
         if grant and router.shared(grant.id) >= self.parties.limits.max_connections_per_share:
-            raise _refuse(503, CloseCode.OVERLOADED, "too many connections on this share link")
+            message = "too many connections on this share link"
+            raise Refused.error(503, CloseCode.OVERLOADED, message)
         limit = self._party_limits.get("send_buffer_limit")
         try:
             self._socket = await router.open(
@@ -235,7 +237,7 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
                 send_buffer_limit=limit or self.parties.limits.send_buffer_limit,
             )
         except RoomRefused as refused:
-            raise _refuse(403, refused.code, str(refused)) from None
+            raise Refused.error(403, refused.code, str(refused)) from None
         if grant is not None:  # the link's expiry ends the socket too
             left = grant.expires - self.parties.shares.clock()
             self._expiry = asyncio.get_running_loop().call_later(left, self._expired)
@@ -293,7 +295,7 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
         try:
             where = split_room_path(path[len(base) :] if path.startswith(base) else path)
         except InvalidName as error:
-            raise _refuse(400, CloseCode.BAD_REQUEST, str(error)) from None
+            raise Refused.error(400, CloseCode.BAD_REQUEST, str(error)) from None
         user, grant = await self._who(where, kind)
         self._grant = grant
         who = "anonymous" if user is None else "guest" if grant is not None else "owner"
@@ -312,11 +314,12 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
         user = None if token else self.current_user
         if user is not None and not JupyterHandler.check_origin(self):  # a foreign page
             # carrying the login cookie: refused before any party code runs
-            raise _refuse(403, CloseCode.FORBIDDEN, "cross-origin request refused")
+            raise Refused.error(403, CloseCode.FORBIDDEN, "cross-origin request refused")
         if user is not None:
             action = "execute" if kind == "connect" else _ACTIONS.get(self.request.method, "write")
             if not await maybe_await(self.authorizer.is_authorized(self, user, action, "party")):
-                raise _refuse(403, CloseCode.FORBIDDEN, f"not authorized to {action} on parties")
+                message = f"not authorized to {action} on parties"
+                raise Refused.error(403, CloseCode.FORBIDDEN, message)
             return user, None
         if not token:
             return None, None
@@ -324,9 +327,9 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
             grant = await self.parties.shares.verify(token, where.party, where.room)
         except ShareError as error:
             code = CloseCode.UNAUTHENTICATED if error.status == 401 else CloseCode.FORBIDDEN
-            raise _refuse(error.status, code, str(error)) from None
+            raise Refused.error(error.status, code, str(error)) from None
         if grant.access == "read" and kind == "request" and self.request.method not in _ACTIONS:
-            raise _refuse(403, CloseCode.FORBIDDEN, "this share link is read-only")
+            raise Refused.error(403, CloseCode.FORBIDDEN, "this share link is read-only")
         return share_user(grant), grant
 
     def _party_request(self, where: RoomPath, user: Any, access: str) -> Request:

@@ -9,13 +9,11 @@ from .api import (
     DeployHandler,
     LogsHandler,
     PartiesHandler,
+    RoomAdminHandler,
     RoomsHandler,
     ShareHandler,
     SharesHandler,
     StorageKeyHandler,
-)
-from .api import (
-    RoomHandler as RoomAdminHandler,
 )
 from .home_page import HomePageHandler
 from .host_handler import HostHandler

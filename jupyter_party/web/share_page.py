@@ -38,20 +38,20 @@ class SharePageHandler(JupyterHandler):
         try:
             where = split_room_path("parties/" + self.request.path[len(prefix) :])
         except InvalidName as error:
-            return self._refuse(404, str(error))
+            return self._error_page(404, str(error))
         access, owner = "write", self.current_user is not None
         if not owner:  # the credential first: strangers learn nothing of the parties
             try:
                 token = self.get_query_argument(SHARE_PARAM, "")
                 access = (await parties.shares.verify(token, where.party, where.room)).access
             except ShareError as error:
-                return self._refuse(error.status, str(error))
+                return self._error_page(error.status, str(error))
         try:
             party = await parties.router.party(where.party)
         except Overloaded as error:
-            return self._refuse(503, str(error))
+            return self._error_page(503, str(error))
         if party["error"]:  # why it failed to load is for the owner's eyes only
-            return self._refuse(404, party["error"] if owner else "no such party")
+            return self._error_page(404, party["error"] if owner else "no such party")
         config = {
             "party": where.party,
             "room": where.room,
@@ -99,7 +99,7 @@ class SharePageHandler(JupyterHandler):
             "frame-ancestors 'none'",
         )
 
-    def _refuse(self, status: int, message: str) -> None:
+    def _error_page(self, status: int, message: str) -> None:
         self._protect()
         self.set_status(status)
         self.set_header("Content-Type", "text/plain; charset=utf-8")

@@ -40,10 +40,10 @@ class RoomConsole(RoomWidget):
         self.messages = [*self.messages, entry]
 
     def _received(self, message: str | bytes) -> None:
-        self._log("in", _describe(message))
+        self._log("in", _summary(message))
 
     def _sent(self, message: str | bytes) -> None:
-        self._log("out", _describe(message))
+        self._log("out", _summary(message))
 
     def _connections(self, count: int) -> None:
         self.connections = count
@@ -67,7 +67,7 @@ class RoomConsole(RoomWidget):
         self.share = {"url": answer["url"], "access": access, "local": bool(answer.get("local"))}
 
 
-def _describe(message: str | bytes) -> str:
+def _summary(message: str | bytes) -> str:
     if isinstance(message, bytes):
         return f"<{len(message)} bytes of binary data>"
     return message
