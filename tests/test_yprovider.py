@@ -123,7 +123,7 @@ async def test_awareness(open_doc):
 
 
 async def test_reconnect_resyncs_offline_edits(open_doc, http):
-    a = await open_doc("reconnect", client_id="kernel-a")
+    a = await open_doc("reconnect", id="kernel-a")
     b = await open_doc("reconnect")
     a.awareness.set_local_state({"user": "a"})
     await eventually(lambda: a.client_id in b.awareness.states)

@@ -462,14 +462,15 @@ async def doc(
     server: str | None = None,
     token: str | None = None,
     document: RoomDoc | None = None,
-    client_id: str | None = None,
+    id: str | None = None,
     params: dict[str, str] | None = None,
     timeout: float = 10.0,
 ) -> RoomDoc:
     """Open `room` of the CRDT party `party`: a `RoomDoc` (a `pycrdt.Doc`) kept in sync.
 
     Returns once the first sync is done. `server`/`token` default to this kernel's Jupyter
-    server (see `find_server`); `client_id` is the connection id (`_pk`, random by default);
+    server (see `find_server`); `id` is the connection id (`_pk`, random by default; the
+    document's `connection_id`, not to be confused with Yjs's own `client_id`);
     `params` are extra query parameters. Raises `RoomRefused` if the server refuses (bad
     token, unknown party) and `TimeoutError` if no sync happened within `timeout` seconds.
     """
@@ -487,7 +488,7 @@ async def doc(
         document,
         info.room_url(party, room),
         info.token,
-        client_id or uuid.uuid4().hex,
+        id or uuid.uuid4().hex,
         {k: str(v) for k, v in (params or {}).items()},
     )
     if previous is not None and previous.url == provider.url:
