@@ -335,3 +335,13 @@ def test_find_server_errors(runtime, monkeypatch):
         find_server("localhost:8888", "t")
     with pytest.raises(ServerNotFound, match="no token"):
         find_server("http://elsewhere:1/", "")
+
+
+async def test_the_provider_honours_the_backoff_options(open_doc, http):
+    """`doc()` takes `connect()`'s `min_delay`, `max_delay` and `max_retries`: with no retry
+    allowed, the first close stops the document instead of reconnecting."""
+    d = await open_doc("retries", id="once", max_retries=0, min_delay=0.01, max_delay=0.02)
+    await http("parties/ydoc/retries/close?tag=once&code=1011&reason=test", method="POST")
+    with pytest.raises(ConnectionError, match="gave up after 0 retries"):
+        await asyncio.wait_for(d.wait_closed(), 10)
+    assert d.closed and not d.connected

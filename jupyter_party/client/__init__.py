@@ -1,5 +1,6 @@
 """Notebook-side clients of jupyter-party rooms."""
 
+from ._socket import RoomRefused
 from .admin import AdminError, parties, rooms, undeploy
 from .deploy import DeployError, DeployResult, deploy
 from .discovery import ServerInfo, ServerNotFound, find_server
@@ -7,7 +8,7 @@ from .hosting import HostedParty, HostError, host
 from .logs import logs
 from .room import BlockingRoomClient, RoomClient, RoomResponse, connect, connect_blocking
 from .share import LocalShareLinkWarning, ShareLinkError, share_link
-from .ydoc import Awareness, DocumentRecreated, RoomDoc, RoomRefused, doc, doc_blocking
+from .ydoc import Awareness, DocumentRecreated, RoomDoc, doc, doc_blocking
 
 __all__ = [
     "AdminError",

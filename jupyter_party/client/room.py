@@ -28,7 +28,6 @@ import contextlib
 import inspect
 import json
 import logging
-import random
 import time
 import uuid
 from collections import deque
@@ -40,11 +39,12 @@ from urllib.parse import quote, urlencode
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError
 
-from ..protocol.codes import REFUSALS, CloseCode
+from ..protocol.codes import CloseCode
 from ..runtime.tasks import spawn
 from ._loop import background_loop, wait_first
-from ._socket import BACKOFF_MAX, BACKOFF_MIN, RoomRefused, open_socket, until_ready
+from ._socket import BACKOFF_MAX, BACKOFF_MIN, until_ready
 from .discovery import find_server
+from .reconnect import Reconnecting
 
 log = logging.getLogger("jupyter_party.client")
 
@@ -85,7 +85,7 @@ class _End:
 _END = _End()
 
 
-class RoomClient:
+class RoomClient(Reconnecting):
     """A reconnecting WebSocket client of one room; made by `connect()`.
 
     `id` is the connection id (`_pk`), the same across reconnects; `url` the room's WebSocket
@@ -111,21 +111,20 @@ class RoomClient:
         max_queue: int = 10_000,
     ) -> None:
         info = find_server(server, token)
+        suffix = "/" + path.lstrip("/") if path.strip("/") else ""
+        super().__init__(
+            info.room_url(party, room) + suffix,
+            min_delay=min_delay,
+            max_delay=max_delay,
+            max_retries=max_retries,
+        )
         self.party, self.room = party, room
         self.id = id or uuid.uuid4().hex
-        suffix = "/" + path.lstrip("/") if path.strip("/") else ""
-        self.url = info.room_url(party, room) + suffix
         self.http_url = f"{info.url}parties/{quote(party, safe='')}/{quote(room, safe='')}"
-        self.error: BaseException | None = None
-        self.last_failure = ""
-        self.close_code: int | None = None
-        self.close_reason = ""
         self.reconnects = 0
         self.server = info
         self._headers = {**(headers or {}), "Authorization": f"token {info.token}"}
         self._query = query
-        self._min_delay, self._max_delay = min_delay, max_delay
-        self._max_retries = max_retries
         self._ws: WebSocketClientConnection | None = None
         self._outbox: deque[tuple[Message, bool]] = deque()
         self._inbox: asyncio.Queue[Message | _End] = asyncio.Queue()
@@ -139,9 +138,7 @@ class RoomClient:
         self._loop = asyncio.get_running_loop()
         self._opened = asyncio.Event()
         self._done = asyncio.Event()
-        self._closing = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._connecting = False
         self._view: Any = None
 
     # -- state --------------------------------------------------------------------------------
@@ -394,67 +391,25 @@ class RoomClient:
             request_timeout=10.0,
         )
 
-    async def _run(self) -> None:
-        delay = self._min_delay
-        failures = 0
-        try:
-            while not self._closing.is_set():
-                wait: float | None = None
-                try:
-                    request = await self._request()
-                    self._connecting = True
-                    try:
-                        ws = await open_socket(request, self.url)
-                    finally:
-                        self._connecting = False
-                except RoomRefused as error:
-                    self.error = error
-                    return
-                except Exception as error:  # refused, unreachable, TLS, timeout: try again
-                    self.last_failure = f"{type(error).__name__}: {error}"
-                else:
-                    started = time.monotonic()
-                    await self._session(ws)
-                    code, reason = ws.close_code, ws.close_reason or ""
-                    self.close_code, self.close_reason = code, reason
-                    self._emit("close", code, reason)
-                    if self._closing.is_set():
-                        return
-                    if code in REFUSALS:
-                        self.error = RoomRefused(self.url, code, reason)
-                        log.warning("%s", self.error)
-                        return
-                    self.last_failure = f"connection closed ({code}): {reason}"
-                    if (
-                        time.monotonic() - started >= STABLE_AFTER
-                        or code == CloseCode.SERVICE_RESTART
-                    ):
-                        delay, failures = self._min_delay, 0
-                    if code == CloseCode.SERVICE_RESTART:
-                        wait = random.uniform(0, self._min_delay / 2)
-                failures += 1
-                if self._max_retries is not None and failures > self._max_retries:
-                    self.error = ConnectionError(
-                        f"{self.url}: gave up after {self._max_retries} retries "
-                        f"(last failure: {self.last_failure})"
-                    )
-                    return
-                if wait is None:
-                    wait = delay * random.uniform(0.5, 1.0)
-                    delay = min(delay * 2, self._max_delay)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), wait)
-        finally:
-            self._ws = None
-            self._outbox.clear()
-            self._done.set()
-            self._inbox.put_nowait(_END)
+    def _closed(self, code: int | None, reason: str) -> None:
+        self._emit("close", code, reason)
 
-    async def _session(self, ws: WebSocketClientConnection) -> None:
-        """Serve one connection until it closes."""
+    def _at_once(self, code: int | None) -> bool:
+        return code == CloseCode.SERVICE_RESTART  # redeployed: reconnect now, to the new code
+
+    def _stopped(self) -> None:
+        self._ws = None
+        self._outbox.clear()
+        self._done.set()
+        self._inbox.put_nowait(_END)
+
+    async def _session(self, ws: WebSocketClientConnection) -> bool:
+        """Serve one connection until it closes; True if it lasted STABLE_AFTER seconds or
+        was closed for a redeploy (1012)."""
         if self._closing.is_set():
             ws.close(CloseCode.NORMAL, "client closed")
-            return
+            return False
+        started = time.monotonic()
         # Flush the offline buffer before anyone else can write: no await in between.
         while self._outbox:
             message, binary = self._outbox[0]
@@ -474,6 +429,8 @@ class RoomClient:
             self._ws = None
             self._opened.clear()
             self.reconnects += 1
+        stable = time.monotonic() - started >= STABLE_AFTER
+        return stable or ws.close_code == CloseCode.SERVICE_RESTART
 
 
 async def _logged(awaitable: Awaitable[Any], event: str) -> None:

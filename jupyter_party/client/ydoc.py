@@ -23,7 +23,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
 import threading
 import uuid
 from collections.abc import Callable
@@ -34,7 +33,7 @@ from pycrdt import Doc
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection
 
-from ..protocol.codes import REFUSALS, CloseCode
+from ..protocol.codes import CloseCode
 from ..protocol.ysync import (
     CUSTOM_PREFIX,
     STEP1,
@@ -52,8 +51,9 @@ from ..protocol.ysync import (
 )
 from ..runtime.tasks import spawn
 from ._loop import background_loop, wait_first
-from ._socket import BACKOFF_MAX, BACKOFF_MIN, RoomRefused, open_socket, until_ready
+from ._socket import BACKOFF_MAX, BACKOFF_MIN, until_ready
 from .discovery import find_server
+from .reconnect import Reconnecting
 
 log = logging.getLogger("jupyter_party.client")
 
@@ -253,25 +253,29 @@ class RoomDoc(Doc):
         future.result(timeout)
 
 
-class _Provider:
+class _Provider(Reconnecting):
     """The connection of one RoomDoc: sync, awareness, reconnects, epoch."""
 
     def __init__(
-        self, doc: RoomDoc, url: str, token: str, connection_id: str, params: dict[str, str]
+        self,
+        doc: RoomDoc,
+        url: str,
+        token: str,
+        connection_id: str,
+        params: dict[str, str],
+        **backoff: Any,
     ) -> None:
-        self.doc, self.url, self.connection_id = doc, url, connection_id
+        super().__init__(url, **backoff)
+        self.doc, self.connection_id = doc, connection_id
         self.loop = asyncio.get_running_loop()
         self.thread = threading.get_ident()
         self.awareness = Awareness(doc.client_id, self._send_threadsafe)
         self.epoch = ""
-        self.error: BaseException | None = None
-        self.last_failure: str = ""
         self.ws: WebSocketClientConnection | None = None
         self.synced = asyncio.Event()
         self.done = asyncio.Event()
         self._headers = {"Authorization": f"token {token}"}
         self._params = params
-        self._closing = asyncio.Event()
         self._handshaken = False  # the server's STEP1 arrived: it accepted our epoch
         self._applying: int | None = None  # the thread applying a remote update
         self._subscription = doc.observe(self._on_change)
@@ -296,7 +300,7 @@ class _Provider:
 
     # -- the connection loop ------------------------------------------------------------------
 
-    def _request(self) -> HTTPRequest:
+    async def _request(self) -> HTTPRequest:
         query = {**self._params, "_pk": self.connection_id, "epoch": self.epoch}
         return HTTPRequest(
             f"{self.url}?{urlencode(query)}",
@@ -305,46 +309,21 @@ class _Provider:
             request_timeout=10.0,
         )
 
-    async def _run(self) -> None:
-        delay = BACKOFF_MIN
-        try:
-            while not self._closing.is_set():
-                try:
-                    ws = await open_socket(self._request(), self.url)
-                except RoomRefused as error:
-                    self.error = error
-                    return
-                except Exception as error:  # refused, unreachable, TLS, timeout: try again
-                    self.last_failure = f"{type(error).__name__}: {error}"
-                else:
-                    was_synced = await self._session(ws)
-                    code, reason = ws.close_code, ws.close_reason or ""
-                    if self._closing.is_set():
-                        return
-                    if code == CloseCode.EPOCH_CHANGED:
-                        self.error = DocumentRecreated(
-                            f"{self.url}: the room's document was recreated ({reason}); this "
-                            "copy no longer syncs: open the room again with doc(...)"
-                        )
-                        log.warning("%s", self.error)
-                        return
-                    if code in REFUSALS:
-                        self.error = RoomRefused(self.url, code, reason)
-                        log.warning("%s", self.error)
-                        return
-                    self.last_failure = f"connection closed ({code}): {reason}"
-                    if was_synced:
-                        delay = BACKOFF_MIN
-                wait = delay * random.uniform(0.5, 1.0)
-                delay = min(delay * 2, BACKOFF_MAX)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._closing.wait(), wait)
-        finally:
-            self.doc.unobserve(self._subscription)
-            self.done.set()
+    def _final(self, code: int | None, reason: str) -> BaseException | None:
+        if code == CloseCode.EPOCH_CHANGED:
+            return DocumentRecreated(
+                f"{self.url}: the room's document was recreated ({reason}); this "
+                "copy no longer syncs: open the room again with doc(...)"
+            )
+        return super()._final(code, reason)
+
+    def _stopped(self) -> None:
+        self.doc.unobserve(self._subscription)
+        self.done.set()
 
     async def _session(self, ws: WebSocketClientConnection) -> bool:
-        """Serve one connection until it closes; returns True if it got in sync."""
+        """Serve one connection until it closes; True if it got in sync (the backoff starts
+        over)."""
         if self._closing.is_set():
             ws.close(CloseCode.NORMAL, "client closed")
             return False
@@ -465,13 +444,18 @@ async def doc(
     id: str | None = None,
     params: dict[str, str] | None = None,
     timeout: float = 10.0,
+    min_delay: float = BACKOFF_MIN,
+    max_delay: float = BACKOFF_MAX,
+    max_retries: int | None = None,
 ) -> RoomDoc:
     """Open `room` of the CRDT party `party`: a `RoomDoc` (a `pycrdt.Doc`) kept in sync.
 
     Returns once the first sync is done. `server`/`token` default to this kernel's Jupyter
     server (see `find_server`); `id` is the connection id (`_pk`, random by default; the
     document's `connection_id`, not to be confused with Yjs's own `client_id`);
-    `params` are extra query parameters. Raises `RoomRefused` if the server refuses (bad
+    `params` are extra query parameters; `min_delay` / `max_delay` (seconds) bound the backoff
+    between reconnects, `max_retries` the failed attempts in a row before it stops (None:
+    never), as in `connect()`. Raises `RoomRefused` if the server refuses (bad
     token, unknown party) and `TimeoutError` if no sync happened within `timeout` seconds.
     """
     info = find_server(server, token)
@@ -490,6 +474,9 @@ async def doc(
         info.token,
         id or uuid.uuid4().hex,
         {k: str(v) for k, v in (params or {}).items()},
+        min_delay=min_delay,
+        max_delay=max_delay,
+        max_retries=max_retries,
     )
     if previous is not None and previous.url == provider.url:
         provider.epoch = previous.epoch  # the server refuses it if the document was recreated
