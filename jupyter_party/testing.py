@@ -27,18 +27,13 @@ from tornado.httputil import HTTPHeaders
 
 from .protocol.codes import CloseCode
 from .protocol.names import InvalidName, check_party_name, check_room_id
+from .protocol.ysession import AwarenessUpdate, CustomMessage, TextMessage, Update, YSyncSession
 from .protocol.ysync import (
-    CUSTOM_PREFIX,
-    STEP1,
-    STEP2,
     UPDATE,
     AwarenessEntry,
-    AwarenessMessage,
-    SyncMessage,
     awareness_frame,
     decode_awareness,
     encode_awareness,
-    parse_frame,
     sync_frame,
 )
 from .runtime import partylog
@@ -534,11 +529,13 @@ class YClient:
     def __post_init__(self) -> None:
         self._outbox: list[bytes] = []
         self._applying = False
+        self._session = YSyncSession(self.doc)
         self.doc.observe(self._local_change)
 
     async def sync(self, timeout: float = TIMEOUT) -> YClient:
         """Run the sync handshake; returns once the server's document was applied."""
-        await self.socket.send(sync_frame(STEP1, self.doc.get_state()))
+        self._session.start()
+        await self._flush()
         await self.until(lambda: self.synced, timeout)
         return self
 
@@ -565,29 +562,29 @@ class YClient:
 
     async def handle(self, message: str | bytes) -> None:
         """Apply one frame from the server."""
-        if isinstance(message, str):
-            if message.startswith(CUSTOM_PREFIX):
-                self.custom.append(message[len(CUSTOM_PREFIX) :])
-            else:
-                self.text_messages.append(message)
-            return
-        parsed = parse_frame(message)
-        if isinstance(parsed, SyncMessage):
-            if parsed.step == STEP1:
-                await self.socket.send(sync_frame(STEP2, self.doc.get_update(parsed.payload)))
-            else:
+        for event in self._session.receive(message):
+            if isinstance(event, CustomMessage):
+                self.custom.append(event.text)
+            elif isinstance(event, TextMessage):
+                self.text_messages.append(event.text)
+            elif isinstance(event, Update):
                 self._applying = True
                 try:
-                    self.doc.apply_update(parsed.payload)
+                    self.doc.apply_update(event.payload)
                 finally:
                     self._applying = False
-                self.synced = self.synced or parsed.step == STEP2
-        elif isinstance(parsed, AwarenessMessage):
-            for entry in decode_awareness(parsed.update):
-                if entry.removed:
-                    self.states.pop(entry.client, None)
-                else:
-                    self.states[entry.client] = jsonlib.loads(entry.state)
+                self.synced = self._session.synced
+            elif isinstance(event, AwarenessUpdate):
+                for entry in decode_awareness(event.update):
+                    if entry.removed:
+                        self.states.pop(entry.client, None)
+                    else:
+                        self.states[entry.client] = jsonlib.loads(entry.state)
+        await self._flush()  # our step 2, answering the server's step 1
+
+    async def _flush(self) -> None:
+        for frame in self._session.data_to_send():
+            await self.socket.send(frame)
 
     def _local_change(self, event: Any) -> None:
         if not self._applying:

@@ -404,11 +404,11 @@ async def test_live_room_survives_10000_hostile_frames(url, jp_auth_header, http
     await fresh.settled()
     assert json.loads((await http("parties/ydoc/fuzz-fresh")).body)["text"] == "[f0]"
 
-    # Nothing of the attackers is left in the room's bookkeeping (batches being reassembled,
-    # awareness states): the test party lists what is kept for connections no longer open.
+    # Nothing of the attackers is left in the room's bookkeeping (sync sessions, with the batches
+    # they reassemble, awareness states): the test party lists what is kept for closed connections.
     kept = json.loads((await http(f"{ROOM}/bookkeeping")).body)
     assert len(kept["connections"]) == 3
-    assert kept["batches"] == []
+    assert kept["sessions"] == []
     assert kept["awareness"] == []
     # (The owners map itself leaks: see test_oversized_awareness_state_does_not_lock_the_id.)
 

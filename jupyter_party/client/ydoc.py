@@ -34,19 +34,19 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection
 
 from ..protocol.codes import CloseCode
+from ..protocol.ysession import (
+    AwarenessQuery,
+    AwarenessUpdate,
+    CustomMessage,
+    Update,
+    YSyncSession,
+)
 from ..protocol.ysync import (
-    CUSTOM_PREFIX,
-    STEP1,
-    STEP2,
     UPDATE,
     AwarenessEntry,
-    AwarenessMessage,
-    QueryAwareness,
-    SyncMessage,
     awareness_frame,
     decode_awareness,
     encode_awareness,
-    parse_frame,
     sync_frame,
 )
 from ..runtime.tasks import spawn
@@ -276,7 +276,7 @@ class _Provider(Reconnecting):
         self.done = asyncio.Event()
         self._headers = {"Authorization": f"token {token}"}
         self._params = params
-        self._handshaken = False  # the server's STEP1 arrived: it accepted our epoch
+        self._sync = YSyncSession(doc)  # the sync state of the current connection
         self._applying: int | None = None  # the thread applying a remote update
         self._subscription = doc.observe(self._on_change)
         self._task: asyncio.Task[None] | None = None
@@ -327,11 +327,12 @@ class _Provider(Reconnecting):
         if self._closing.is_set():
             ws.close(CloseCode.NORMAL, "client closed")
             return False
-        self.ws, self._handshaken = ws, False
+        self.ws, self._sync = ws, YSyncSession(self.doc)
         was_synced = False
         renew = self.loop.create_task(self._renew_awareness())
         try:
-            self._send(sync_frame(STEP1, self.doc.get_state()))
+            self._sync.start()
+            self._flush()
             if self.awareness.get_local_state() is not None:
                 # The server removed our state (clock + 1) when the last connection closed.
                 self._send(self.awareness._encode_local(bump=2))
@@ -360,28 +361,36 @@ class _Provider(Reconnecting):
         ws.close(CloseCode.INVALID_DATA, "malformed frame")
 
     def _receive(self, message: str | bytes) -> None:
-        if isinstance(message, str):
-            if message.startswith(CUSTOM_PREFIX):
-                try:
-                    body = json.loads(message[len(CUSTOM_PREFIX) :])
-                except ValueError:
-                    return  # another custom message: not ours to interpret
-                if isinstance(body, dict) and isinstance(body.get("epoch"), str):
-                    self.epoch = body["epoch"]
-            return
-        frame = parse_frame(message)
-        if isinstance(frame, SyncMessage):
-            if frame.step == STEP1:
-                self._handshaken = True
-                self._send(sync_frame(STEP2, self.doc.get_update(frame.payload)))
-            else:
-                self._apply(frame.payload)
-                if frame.step == STEP2:
-                    self.synced.set()
-        elif isinstance(frame, AwarenessMessage):
-            self.awareness._apply(decode_awareness(frame.update))
-        elif isinstance(frame, QueryAwareness) and self.awareness.get_local_state() is not None:
+        try:
+            for event in self._sync.receive(message):
+                if isinstance(event, CustomMessage):
+                    self._custom(event.text)
+                elif isinstance(event, Update):
+                    self._apply(event.payload)
+                    if self._sync.synced:
+                        self.synced.set()
+                elif isinstance(event, AwarenessUpdate):
+                    self.awareness._apply(decode_awareness(event.update))
+                elif isinstance(event, AwarenessQuery):
+                    self._answer_awareness_query()
+        finally:
+            self._flush()  # our step 2, answering the server's step 1
+
+    def _answer_awareness_query(self) -> None:
+        if self.awareness.get_local_state() is not None:
             self._send(self.awareness._encode_local())
+
+    def _custom(self, text: str) -> None:
+        try:
+            body = json.loads(text)
+        except ValueError:
+            return  # another custom message: not ours to interpret
+        if isinstance(body, dict) and isinstance(body.get("epoch"), str):
+            self.epoch = body["epoch"]
+
+    def _flush(self) -> None:
+        for frame in self._sync.data_to_send():
+            self._send(frame)
 
     def _apply(self, update: bytes) -> None:
         self._applying = threading.get_ident()
@@ -420,7 +429,7 @@ class _Provider(Reconnecting):
     def _send(self, frame: bytes, update: bool = False) -> None:
         ws = self.ws
         # Before the server's STEP1 it may still refuse our epoch: edits wait for our STEP2.
-        if ws is None or (update and not self._handshaken):
+        if ws is None or (update and not self._sync.handshaken):
             return
         try:
             future = ws.write_message(frame, binary=True)

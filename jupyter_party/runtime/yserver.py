@@ -24,24 +24,24 @@ from weakref import WeakKeyDictionary
 from pycrdt import Doc
 
 from ..protocol.codes import CloseCode
+from ..protocol.ysession import (
+    AwarenessQuery,
+    AwarenessUpdate,
+    CustomMessage,
+    Event,
+    TextMessage,
+    Update,
+    YSyncSession,
+)
 from ..protocol.ysync import (
-    BATCH_PREFIX,
     CUSTOM_PREFIX,
-    STEP1,
-    STEP2,
     UPDATE,
     AwarenessEntry,
-    AwarenessMessage,
-    BatchAssembler,
     FrameError,
-    QueryAwareness,
-    SyncMessage,
     awareness_frame,
-    check_state_vector,
     check_update,
     decode_awareness,
     encode_awareness,
-    parse_frame,
     sync_frame,
 )
 from .clock import Timer
@@ -101,7 +101,7 @@ class YServer(Server):
         self._awareness: dict[int, AwarenessEntry] = {}
         self._awareness_bytes = 0  # of the states in _awareness
         self._owners: dict[int, Connection] = {}
-        self._batches: dict[Connection, BatchAssembler] = {}
+        self._sessions: dict[Connection, YSyncSession] = {}
         self._unlogged: list[bytes] = []
         self._logged: list[str] = []  # keys of the persisted update log
         self._logged_bytes = 0
@@ -158,7 +158,10 @@ class YServer(Server):
                 connection.close(CloseCode.EPOCH_CHANGED, "the document was recreated: reload it")
                 return
             self.send_custom_message(connection, json.dumps({"epoch": self.epoch}))
-        connection.send(sync_frame(STEP1, self.document.get_state()))
+        session = self._session(connection)
+        session.start()
+        for frame in session.data_to_send():
+            connection.send(frame)
         if self._awareness:
             connection.send(awareness_frame(encode_awareness(list(self._awareness.values()))))
         await maybe_await(self.on_connect(connection, ctx))
@@ -166,22 +169,14 @@ class YServer(Server):
     def _handle_message(self, message: str | bytes, sender: Connection) -> Any:
         if self._broken:
             return None
+        session = self._session(sender)
         try:
-            if isinstance(message, bytes):
-                batch = self._batches.get(sender)
-                if batch is not None and batch.active:
-                    batch.feed_binary(message)
-                else:
-                    self._receive(message, sender)
-            elif message.startswith(BATCH_PREFIX):
-                batch = self._batches.setdefault(sender, BatchAssembler(self.max_message_size))
-                whole = batch.feed_text(message)
-                if whole is not None:
-                    self._receive(whole, sender)
-            elif message.startswith(CUSTOM_PREFIX):
-                return self.on_custom_message(sender, message[len(CUSTOM_PREFIX) :])
-            else:
-                return self.on_message(message, sender)
+            for event in session.receive(message):
+                if isinstance(event, CustomMessage):
+                    return self.on_custom_message(sender, event.text)
+                if isinstance(event, TextMessage):
+                    return self.on_message(event.text, sender)
+                self._receive(event, sender)
         except _TooBig as error:
             sender.close(CloseCode.TOO_BIG, str(error))
         except Exception as error:  # malformed input: only the sender pays for it
@@ -191,10 +186,23 @@ class YServer(Server):
                 raise
             self._close_malformed(sender, error)
             self._reset(error)
+        finally:
+            for frame in session.data_to_send():  # our step 2, answering the sender's step 1
+                sender.send(frame)
         return None
 
+    def _session(self, connection: Connection) -> YSyncSession:
+        session = self._sessions.get(connection)
+        if session is None:
+            session = self._sessions[connection] = YSyncSession(
+                self.document,
+                max_batch=self.max_message_size,
+                may_answer=lambda: self._allow(connection, "sync"),  # each encodes the document
+            )
+        return session
+
     async def _handle_close(self, connection: Connection, code: int, reason: str) -> None:
-        self._batches.pop(connection, None)
+        self._sessions.pop(connection, None)
         gone = [e for c, e in self._awareness.items() if self._owners.get(c) is connection]
         if gone:
             for entry in gone:
@@ -222,26 +230,17 @@ class YServer(Server):
 
     # -- inbound frames ---------------------------------------------------------------------
 
-    def _receive(self, frame: bytes, sender: Connection) -> None:
-        message = parse_frame(frame)
-        if isinstance(message, SyncMessage):
-            if message.step == STEP1:
-                if not self._allow(sender, "sync"):  # each answer encodes the whole document
-                    return
-                check_state_vector(message.payload)
-                update = self.document.get_update(message.payload)
-                sender.send(sync_frame(STEP2, update))
-            elif message.payload != _EMPTY_UPDATE and not self._read_only(sender):
-                check_update(message.payload)
-                self._apply(message.payload)
-        elif isinstance(message, AwarenessMessage):
-            if len(frame) > self.max_awareness_frame:
+    def _receive(self, event: Event, sender: Connection) -> None:
+        if isinstance(event, Update):
+            if event.payload != _EMPTY_UPDATE and not self._read_only(sender):
+                check_update(event.payload)
+                self._apply(event.payload)
+        elif isinstance(event, AwarenessUpdate):
+            if len(event.frame) > self.max_awareness_frame:
                 raise _TooBig(f"awareness update over {self.max_awareness_frame} bytes")
             if self._allow(sender, "awareness"):  # a stream of latest states: drop, no close
-                self._apply_awareness(message.update, frame, sender)
-        elif (
-            isinstance(message, QueryAwareness) and self._awareness and self._allow(sender, "sync")
-        ):
+                self._apply_awareness(event.update, event.frame, sender)
+        elif isinstance(event, AwarenessQuery) and self._awareness and self._allow(sender, "sync"):
             sender.send(awareness_frame(encode_awareness(list(self._awareness.values()))))
 
     def _allow(self, sender: Connection, kind: str) -> bool:

@@ -65,7 +65,7 @@ class Notes(YServer):
             live = set(self.room.get_connections())
             return {
                 "connections": [c.id for c in live],
-                "batches": [c.id for c in self._batches if c not in live],
+                "sessions": [c.id for c in self._sessions if c not in live],
                 "awareness": [
                     self._owners[client].id
                     for client in self._awareness
