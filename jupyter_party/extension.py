@@ -16,7 +16,7 @@ from pathlib import Path
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Bool, Dict, Enum, Float, Int, Unicode, default
+from traitlets import Bool, Dict, Enum, Float, Int, TraitType, Unicode, default
 
 from .runtime import partylog
 from .runtime.leases import RoomLeases
@@ -36,6 +36,17 @@ from .web.routes import ROUTES
 from .web.services import SETTING, PartyServices
 
 RUNTIME_LOG = logging.getLogger("jupyter_party")
+
+
+def _limit_traits() -> dict[str, TraitType]:
+    """One configurable trait per `Limits` field, its default and help taken from the field."""
+    kinds: dict[str, type[TraitType]] = {"int": Int, "float": Float, "bool": Bool}
+    return {
+        field.name: kinds[str(field.type)](field.default, help=field.metadata["help"]).tag(
+            config=True
+        )
+        for field in fields(Limits)
+    }
 
 
 class PartyApp(ExtensionApp):
@@ -79,69 +90,8 @@ class PartyApp(ExtensionApp):
     node_name = Unicode(
         help="This server's name in the party cluster (default: `hostname:pid`).",
     ).tag(config=True)
-    max_message_size = Int(
-        Limits.max_message_size, help="Largest inbound WebSocket message in bytes (close 1009)."
-    ).tag(config=True)
-    max_connections_per_room = Int(
-        Limits.max_connections_per_room, help="Connections one room accepts (then close 1013)."
-    ).tag(config=True)
-    max_connections_per_share = Int(
-        Limits.max_connections_per_share,
-        help="Open connections one share link may have at once (then close 1013).",
-    ).tag(config=True)
-    max_rooms = Int(Limits.max_rooms, help="Live rooms per server (then 1013 / HTTP 503).").tag(
-        config=True
-    )
-    room_idle_timeout = Float(
-        Limits.room_idle_timeout,
-        help="Seconds a room with no connections and no work stays in memory.",
-    ).tag(config=True)
-    send_buffer_limit = Int(
-        Limits.send_buffer_limit,
-        help="Bytes queued for one slow client before it is closed with 1013.",
-    ).tag(config=True)
-    ping_interval = Float(
-        Limits.ping_interval, help="Seconds between WebSocket pings; dead peers are reaped."
-    ).tag(config=True)
-    ping_timeout = Float(
-        Limits.ping_timeout,
-        help="Seconds to wait for a pong before closing the socket (at most `ping_interval`).",
-    ).tag(config=True)
-    rate_limit_messages = Float(
-        Limits.rate_limit_messages,
-        help="Inbound messages per second per connection (0: no limit); excess ones are dropped.",
-    ).tag(config=True)
-    rate_limit_burst = Int(
-        Limits.rate_limit_burst,
-        help="Inbound messages one connection may send at once above `rate_limit_messages`.",
-    ).tag(config=True)
-    rate_limit_bytes = Int(
-        Limits.rate_limit_bytes,
-        help="Inbound bytes per second per connection, averaged over `rate_limit_window` "
-        "(0: no limit); excess messages are dropped.",
-    ).tag(config=True)
-    rate_limit_window = Float(
-        Limits.rate_limit_window, help="Seconds over which `rate_limit_bytes` is averaged."
-    ).tag(config=True)
-    rate_limit_strikes = Int(
-        Limits.rate_limit_strikes,
-        help="Dropped messages within 10 s that close the connection with 1008 (0: never).",
-    ).tag(config=True)
-    awareness_rate = Float(
-        Limits.awareness_rate,
-        help="Yjs awareness updates per second per connection (0: no limit); excess ones "
-        "are dropped silently.",
-    ).tag(config=True)
-    awareness_burst = Int(
-        Limits.awareness_burst,
-        help="Awareness updates one connection may send at once above `awareness_rate`.",
-    ).tag(config=True)
-    limit_owner = Bool(
-        Limits.limit_owner,
-        help="Apply the rate and awareness limits to connections authenticated as the Jupyter "
-        "user too. By default they contain guests only (share links, public rooms): the "
-        "owner can run any code on the server anyway.",
-    ).tag(config=True)
+    # One trait per `Limits` field (max_message_size, max_rooms, rate_limit_*, ...).
+    locals().update(_limit_traits())
     workers = Int(
         1,
         help="Worker processes that run party code (rooms are placed by party and room id). "
@@ -159,16 +109,6 @@ class PartyApp(ExtensionApp):
         allow_none=True,
         help="Bytes of resident memory a worker may use; past it the worker is restarted like "
         "a crash. None: no limit.",
-    ).tag(config=True)
-    stall_warning = Float(
-        Limits.stall_warning,
-        help="Log a warning when one synchronous step of a party hook blocks the event loop "
-        "longer than this many seconds (0: off).",
-    ).tag(config=True)
-    alarm_retry_base = Float(
-        Limits.alarm_retry_base,
-        help="Seconds before a failed alarm is retried the first time; the delay doubles "
-        "with each retry (6 retries, then the alarm is dropped).",
     ).tag(config=True)
 
     public_url = Unicode(
