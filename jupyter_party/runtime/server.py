@@ -77,7 +77,9 @@ class Server:
     def on_error(
         self, connection: Connection | None, error: BaseException
     ) -> Awaitable[None] | None:
-        """A handler or transport error; `connection` is None for HTTP and alarm errors."""
+        """A hook raised (transport errors are not reported: the socket closes, `on_close`
+        runs). `connection` is the connection for `on_connect`, `on_message` and `on_close`
+        errors, None for `on_start`, `on_request` and `on_alarm` errors."""
 
     def on_request(self, request: Request) -> Any:
         """An HTTP request to the room URL or a sub-path; return a Response, str, bytes or JSON."""
