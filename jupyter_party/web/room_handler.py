@@ -27,8 +27,7 @@ from ..runtime.http import Request, Response
 from ..runtime.outbox import Outgoing
 from ..runtime.ratelimit import RateLimiter
 from ..runtime.room import maybe_await
-from ..runtime.router import Refused as RoomRefused
-from ..runtime.router import Socket
+from ..runtime.router import Refused, Socket
 from ..runtime.shares import Grant, ShareError
 from .services import SETTING, PartyServices
 
@@ -37,7 +36,7 @@ from .services import SETTING, PartyServices
 SHARE_PARAM = "share_token"
 
 
-class Refused(Exception):
+class RequestRefused(Exception):
     """A request the room must not see.
 
     Carries the HTTP response to send and, for WebSocket clients, the close code to send
@@ -49,7 +48,7 @@ class Refused(Exception):
         self.response, self.code = response, code
 
     @classmethod
-    def error(cls, status: int, code: int, message: str) -> Refused:
+    def error(cls, status: int, code: int, message: str) -> RequestRefused:
         """A refusal of ours: HTTP `status` with a JSON `error`, close `code` for sockets."""
         return cls(Response.json({"error": message}, status), code, message)
 
@@ -105,7 +104,7 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
 
     def initialize(self) -> None:
         self.parties: PartyServices = self.settings[SETTING]
-        self._refusal: Refused | None = None
+        self._refusal: RequestRefused | None = None
         self._socket: Socket | None = None
         self._party_limits: dict[str, Any] = {}
         self._grant: Grant | None = None
@@ -133,7 +132,7 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
         try:
             where, request, who = await self._identify("request")
             response = await self.parties.router.request(where.party, where.room, request, who)
-        except Refused as refused:
+        except RequestRefused as refused:
             response = refused.response
         except Overloaded as error:
             response = Response.json({"error": str(error)}, 503)
@@ -204,13 +203,13 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
                 return
             if "refuse" in verdict:
                 status, code, message = verdict["refuse"]
-                raise Refused.error(status, code, message)
+                raise RequestRefused.error(status, code, message)
             self._party_limits = verdict["party"]
             await self._join(verdict["request"])
-        except Refused as refused:
+        except RequestRefused as refused:
             self._refusal = refused
         except Overloaded as error:
-            self._refusal = Refused.error(503, CloseCode.OVERLOADED, str(error))
+            self._refusal = RequestRefused.error(503, CloseCode.OVERLOADED, str(error))
         try:
             await WebSocketHandler.get(self)  # returns once the socket is closed
         finally:
@@ -220,11 +219,11 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
 
     async def _join(self, request: dict[str, Any]) -> None:
         """Admit the socket to its room (`on_connect` runs) before the handshake is answered.
-        Raises Refused."""
+        Raises RequestRefused."""
         where, grant, router = self._where, self._grant, self.parties.router
         if grant and router.shared(grant.id) >= self.parties.limits.max_connections_per_share:
             message = "too many connections on this share link"
-            raise Refused.error(503, CloseCode.OVERLOADED, message)
+            raise RequestRefused.error(503, CloseCode.OVERLOADED, message)
         limit = self._party_limits.get("send_buffer_limit")
         try:
             self._socket = await router.open(
@@ -236,8 +235,8 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
                 share_id=grant.id if grant else None,
                 send_buffer_limit=limit or self.parties.limits.send_buffer_limit,
             )
-        except RoomRefused as refused:
-            raise Refused.error(403, refused.code, str(refused)) from None
+        except Refused as refused:  # the room refused the socket
+            raise RequestRefused.error(403, refused.code, str(refused)) from None
         if grant is not None:  # the link's expiry ends the socket too
             left = grant.expires - self.parties.shares.clock()
             self._expiry = asyncio.get_running_loop().call_later(left, self._expired)
@@ -289,13 +288,13 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
     async def _identify(self, kind: str) -> tuple[RoomPath, Request, str]:
         """Check the path and who is asking; returns where to, the request as party code
         sees it, and who asks: "owner" (the Jupyter user), "guest" (a share link's holder) or
-        "anonymous" (whom only the party's gate may admit). Raises Refused."""
+        "anonymous" (whom only the party's gate may admit). Raises RequestRefused."""
         path = self.request.path
         base = self.base_url
         try:
             where = split_room_path(path[len(base) :] if path.startswith(base) else path)
         except InvalidName as error:
-            raise Refused.error(400, CloseCode.BAD_REQUEST, str(error)) from None
+            raise RequestRefused.error(400, CloseCode.BAD_REQUEST, str(error)) from None
         user, grant = await self._who(where, kind)
         self._grant = grant
         who = "anonymous" if user is None else "guest" if grant is not None else "owner"
@@ -314,12 +313,12 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
         user = None if token else self.current_user
         if user is not None and not JupyterHandler.check_origin(self):  # a foreign page
             # carrying the login cookie: refused before any party code runs
-            raise Refused.error(403, CloseCode.FORBIDDEN, "cross-origin request refused")
+            raise RequestRefused.error(403, CloseCode.FORBIDDEN, "cross-origin request refused")
         if user is not None:
             action = "execute" if kind == "connect" else _ACTIONS.get(self.request.method, "write")
             if not await maybe_await(self.authorizer.is_authorized(self, user, action, "party")):
                 message = f"not authorized to {action} on parties"
-                raise Refused.error(403, CloseCode.FORBIDDEN, message)
+                raise RequestRefused.error(403, CloseCode.FORBIDDEN, message)
             return user, None
         if not token:
             return None, None
@@ -327,9 +326,9 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
             grant = await self.parties.shares.verify(token, where.party, where.room)
         except ShareError as error:
             code = CloseCode.UNAUTHENTICATED if error.status == 401 else CloseCode.FORBIDDEN
-            raise Refused.error(error.status, code, str(error)) from None
+            raise RequestRefused.error(error.status, code, str(error)) from None
         if grant.access == "read" and kind == "request" and self.request.method not in _ACTIONS:
-            raise Refused.error(403, CloseCode.FORBIDDEN, "this share link is read-only")
+            raise RequestRefused.error(403, CloseCode.FORBIDDEN, "this share link is read-only")
         return share_user(grant), grant
 
     def _party_request(self, where: RoomPath, user: Any, access: str) -> Request:
