@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 SYNC, AWARENESS, AUTH, QUERY_AWARENESS = 0, 1, 2, 3
 STEP1, STEP2, UPDATE = 0, 1, 2
@@ -192,7 +193,7 @@ class BatchAssembler:
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
-        self._batch: dict | None = None
+        self._batch: dict[str, Any] | None = None
         self._chunks: list[bytes] = []
         self._received = 0
 
@@ -231,6 +232,8 @@ class BatchAssembler:
     def feed_binary(self, chunk: bytes) -> None:
         """Take one chunk of the active batch."""
         batch = self._batch
+        if batch is None:
+            raise FrameError("a batch chunk without a start marker")
         if len(self._chunks) >= batch["count"] or self._received + len(chunk) > batch["size"]:
             self._batch = None
             raise FrameError("batch chunks exceed what the start marker announced")
@@ -238,17 +241,15 @@ class BatchAssembler:
         self._received += len(chunk)
 
 
-def _parse_marker(text: str) -> dict:
+def _parse_marker(text: str) -> dict[str, Any]:
     try:
         marker = json.loads(text[len(BATCH_PREFIX) :])
     except (ValueError, RecursionError):
         raise FrameError("batch marker is not JSON") from None
-    valid = (
-        isinstance(marker, dict)
-        and marker.get("type") in ("start", "end")
+    if not isinstance(marker, dict) or not (
+        marker.get("type") in ("start", "end")
         and isinstance(marker.get("id"), str)
         and all(type(marker.get(k)) is int and marker[k] >= 0 for k in ("size", "count"))
-    )
-    if not valid:
+    ):
         raise FrameError("batch marker needs id (str), type start|end, size and count (int)")
     return marker

@@ -1,0 +1,38 @@
+"""The type annotations are checked: mypy (strict, on the files pyproject.toml's [tool.mypy]
+names) and the TypeScript compiler on the JupyterLab extension's sources."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tomllib
+from pathlib import Path
+
+from mypy import api as mypy
+
+ROOT = Path(__file__).resolve().parent.parent
+LABEXTENSION = ROOT / "labextension"
+
+
+def test_mypy_passes():
+    config = ROOT / "pyproject.toml"
+    files = [
+        str(ROOT / name) for name in tomllib.loads(config.read_text())["tool"]["mypy"]["files"]
+    ]
+    out, err, status = mypy.run(["--config-file", str(config), "--cache-dir", "/dev/null", *files])
+    assert status == 0, out + err
+
+
+def test_tsc_passes_on_the_labextension():
+    tsc = LABEXTENSION / "node_modules" / ".bin" / "tsc"
+    assert tsc.exists(), (
+        "no TypeScript compiler: `pip install -e .` (or npm ci --prefix labextension)"
+    )
+    assert shutil.which("node"), "Node.js is needed"
+    result = subprocess.run(
+        [str(tsc), "--noEmit", "-p", str(LABEXTENSION)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
