@@ -62,7 +62,8 @@ class Board:
     # -- the supervisor's side --------------------------------------------------------------
 
     def heartbeat(self) -> int:
-        return _BEAT.unpack_from(self._map, 0)[0]
+        beat: int = _BEAT.unpack_from(self._map, 0)[0]
+        return beat
 
     def step(self) -> tuple[str, str, str, float] | None:
         """`(party, room, hook, seconds running)` of the step in progress, or None."""

@@ -7,7 +7,7 @@ class UnknownParty(KeyError):
     """No party of that name (close 4404 / HTTP 404); str() is a message for humans."""
 
     def __str__(self) -> str:
-        return self.args[0]
+        return str(self.args[0])
 
 
 class Overloaded(Exception):

@@ -99,7 +99,7 @@ def request_to_wire(request: Request) -> dict[str, Any]:
         "headers": [
             [k, v] for k, v in request.headers.get_all() if k.lower() not in CREDENTIAL_HEADERS
         ],
-        "user": asdict(user) if user is not None and is_dataclass(user) else None,
+        "user": asdict(user) if is_dataclass(user) and not isinstance(user, type) else None,
         "access": request.access,
     }
 

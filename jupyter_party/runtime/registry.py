@@ -14,9 +14,11 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from ..protocol.names import check_party_name
 from .env import FILE_NAME, read_env_file
@@ -179,7 +181,7 @@ class Registry:
         else:
             self._digests[path.stem] = _digest(content)
 
-    def _guarded(self, name: str, source: str, load) -> None:
+    def _guarded(self, name: str, source: str, load: Callable[[], Any]) -> None:
         try:
             check_party_name(name)
             self.add(name, load(), source)
@@ -192,8 +194,10 @@ def _import_file(path: Path, party: str | None = None) -> ModuleType:
     """Import a party module; its logger is `jupyter_party_parties.<party>`."""
     name = f"{MODULE_PREFIX}{party or path.stem}"
     spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"{path} cannot be imported as a module")
     module = importlib.util.module_from_spec(spec)
-    module.print = party_print  # what the party prints reaches its log
+    module.__dict__["print"] = party_print  # what the party prints reaches its log
     previous = sys.modules.get(name)
     sys.modules[name] = module
     try:

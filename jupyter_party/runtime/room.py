@@ -176,13 +176,20 @@ class Room:
                 if was_open:
                     self._gate.set()
 
+    @property
+    def _instance(self) -> Server:
+        """The party's instance: every event waits at the start gate (`_open`), so it exists."""
+        if self.server is None:
+            raise RoomError(f"party {self.party!r} room {self.id!r} has no running instance")
+        return self.server
+
     # -- events, called by the session ------------------------------------------------------
 
     async def _connect(self, connection: Connection, request: Request) -> None:
         """Admit a connection: tags, then `on_connect`. Raises RoomError if that fails."""
         await self._open()
         self._last_activity = time.time()
-        server = self.server
+        server = self._instance
         ctx = ConnectionContext(request)
         self._connections[connection] = None
         connection._traffic = self._traffic
@@ -217,7 +224,7 @@ class Room:
         context = current_room.set((self._services.logs, self.party, self.id))
         start = steps.begin(self.party, self.id, "on_message")
         try:
-            result = self.server._handle_message(message, connection)
+            result = self._instance._handle_message(message, connection)
         except Exception as error:
             return self._report_error("on_message", connection, error)
         finally:
@@ -240,7 +247,7 @@ class Room:
 
     async def _close_hook(self, connection: Connection, code: int, reason: str) -> None:
         try:
-            await self._run("on_close", self.server._handle_close, connection, code, reason)
+            await self._run("on_close", self._instance._handle_close, connection, code, reason)
         except Exception as error:
             await self._report_error("on_close", connection, error)
 
@@ -249,7 +256,7 @@ class Room:
         await self._open()
         self._last_activity = time.time()
         try:
-            return to_response(await self._run("on_request", self.server.on_request, request))
+            return to_response(await self._run("on_request", self._instance.on_request, request))
         except Exception as error:
             await self._report_error("on_request", None, error)
             return Response("Internal Server Error: the party's handler failed", 500)
@@ -259,7 +266,7 @@ class Room:
         await self._open()
         self._last_activity = time.time()
         try:
-            await self._run("on_alarm", self.server.on_alarm)
+            await self._run("on_alarm", self._instance.on_alarm)
         except Exception as error:
             await self._report_error("on_alarm", None, error)
             raise
@@ -377,8 +384,8 @@ async def maybe_await(value: Any) -> Any:
     return value
 
 
-def _check_tags(tags: Any) -> tuple[str, ...]:
-    tags = tuple(tags or ())
+def _check_tags(returned: Any) -> tuple[str, ...]:
+    tags: tuple[str, ...] = tuple(returned or ())
     if len(tags) > MAX_TAGS:
         raise ValueError(f"get_connection_tags returned {len(tags)} tags; at most {MAX_TAGS}")
     for tag in tags:

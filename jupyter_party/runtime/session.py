@@ -242,9 +242,9 @@ class Session:
         while member.backlog:
             data = member.backlog.popleft()
             self._count(conn, member, data)
-            running = member.room._deliver(member.connection, data)
-            if running is not None:
-                await running
+            handling = member.room._deliver(member.connection, data)
+            if handling is not None:
+                await handling
         member.backlog = None
 
     def _count(self, conn: int, member: _Member, data: str | bytes) -> None:
@@ -279,7 +279,7 @@ class Session:
         return await getattr(self, f"_op_{op}")(payload=payload, **args)
 
     async def _op_admit(
-        self, party: str, room: str, request: dict, kind: str, who: str, payload: bytes
+        self, party: str, room: str, request: dict[str, Any], kind: str, who: str, payload: bytes
     ) -> Any:
         """Run the party's gate for a WebSocket upgrade (see `_admit`)."""
         verdict = await self._admit(party, room, request_from_wire(request, payload), kind, who)
@@ -292,7 +292,7 @@ class Session:
         self,
         party: str,
         room: str,
-        request: dict,
+        request: dict[str, Any],
         who: str,
         gate: bool,
         payload: bytes,

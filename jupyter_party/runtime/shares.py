@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from ..protocol.names import check_party_name, check_room_id
 from ..protocol.tokens import ACCESS_LEVELS, new_token, same_id, token_id, well_formed
@@ -39,7 +40,7 @@ class Grant:
     expires: float
     created: float
 
-    def public(self) -> dict:
+    def public(self) -> dict[str, Any]:
         return asdict(self)
 
 

@@ -35,7 +35,7 @@ class RemoteBackend(Backend):
     async def _write(self, scope: Scope, puts: dict[str, Encoded], deletes: list[str]) -> int:
         header, payload = _pack(puts)
         existed, _ = await self._do("write", scope[1], payload, puts=header, deletes=deletes)
-        return existed
+        return int(existed)
 
     async def _scan(
         self, scope: Scope, bounds: Bounds, limit: int | None, reverse: bool
@@ -48,7 +48,8 @@ class RemoteBackend(Backend):
         await self._do("delete_all", scope[1])
 
     async def get_alarm(self, scope: Scope) -> float | None:
-        return (await self._do("get_alarm", scope[1]))[0]
+        at_ms, _ = await self._do("get_alarm", scope[1])
+        return None if at_ms is None else float(at_ms)
 
     async def set_alarm(self, scope: Scope, at_ms: float | None) -> None:
         await self._do("set_alarm", scope[1], at_ms=at_ms)
@@ -76,11 +77,13 @@ async def serve_storage(
         low, high = (None if bound is None else bytes.fromhex(bound) for bound in args["bounds"])
         return _pack(await backend._scan(scope, (low, high), args["limit"], args["reverse"]))
     if do == "delete_all":
-        return await backend.delete_all(scope), b""
+        await backend.delete_all(scope)
+        return None, b""
     if do == "get_alarm":
         return await backend.get_alarm(scope), b""
     if do == "set_alarm":
-        return await backend.set_alarm(scope, args["at_ms"]), b""
+        await backend.set_alarm(scope, args["at_ms"])
+        return None, b""
     if do == "alarms":
         return [alarm for alarm in await backend.alarms() if alarm[0] == party], b""
     raise ValueError(f"unknown storage operation {do!r}")

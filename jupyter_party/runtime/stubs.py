@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from tornado.httputil import HTTPHeaders
 
@@ -133,7 +133,7 @@ class LocalSocket:
         if message is _CLOSED:
             self._inbox.put_nowait(_CLOSED)
             raise ConnectionError(f"closed with {self.close_code}: {self.close_reason}")
-        return message
+        return cast(str | bytes, message)
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close the connection; the room's `on_close` runs."""

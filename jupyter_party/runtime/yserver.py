@@ -18,6 +18,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections.abc import Iterable
 from typing import Any, ClassVar, Literal
 from weakref import WeakKeyDictionary
 
@@ -96,7 +97,7 @@ class YServer(Server):
 
     def __init__(self, room: Any) -> None:
         super().__init__(room)
-        self.document = Doc()
+        self.document: Doc[Any] = Doc()
         self.epoch = ""
         self._awareness: dict[int, AwarenessEntry] = {}
         self._awareness_bytes = 0  # of the states in _awareness
@@ -137,7 +138,7 @@ class YServer(Server):
         """Send a custom message to one connection."""
         connection.send(CUSTOM_PREFIX + message)
 
-    def broadcast_custom_message(self, message: str, without: list[str] = ()) -> None:
+    def broadcast_custom_message(self, message: str, without: Iterable[str] = ()) -> None:
         """Send a custom message to every connection whose id is not in `without`."""
         self.room.broadcast(CUSTOM_PREFIX + message, without)
 
