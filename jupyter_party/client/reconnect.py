@@ -14,6 +14,7 @@ from tornado.httpclient import HTTPRequest
 from tornado.websocket import WebSocketClientConnection
 
 from ..protocol.codes import REFUSALS
+from ..runtime.tasks import spawn
 from ._socket import BACKOFF_MAX, BACKOFF_MIN, RoomRefused, open_socket
 
 log = logging.getLogger("jupyter_party.client")
@@ -44,6 +45,27 @@ class Reconnecting:
         self._max_retries = max_retries
         self._closing = asyncio.Event()
         self._connecting = False  # a handshake is under way
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start connecting (and reconnecting) in the background."""
+        self._task = spawn(self._run())  # held until done: asyncio keeps only weak references
+
+    async def _shut(self, ws: WebSocketClientConnection | None, code: int, reason: str) -> None:
+        """Stop for good: close `ws` (the open socket) with `code`, or cancel a handshake under
+        way rather than wait for it to time out; returns once the loop ended."""
+        self._closing.set()
+        if ws is not None:
+            ws.close(code, reason)
+        elif self._connecting and self._task is not None:
+            self._task.cancel()
+        task = self._task
+        if task is not None and task is not asyncio.current_task():
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                if not task.cancelled():
+                    raise
 
     # -- hooks --------------------------------------------------------------------------------
 

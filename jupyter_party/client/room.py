@@ -138,7 +138,6 @@ class RoomClient(Reconnecting):
         self._loop = asyncio.get_running_loop()
         self._opened = asyncio.Event()
         self._done = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._view: Any = None
 
     # -- state --------------------------------------------------------------------------------
@@ -328,11 +327,6 @@ class RoomClient(Reconnecting):
 
     # -- lifetime -----------------------------------------------------------------------------
 
-    def start(self) -> None:
-        """Start connecting (and reconnecting) in the background; `connect()` calls it and
-        waits for the first connection."""
-        self._task = spawn(self._run())
-
     def reconnect(self) -> None:
         """Close the current socket, if any, so the client connects again at once (with its
         query evaluated again)."""
@@ -355,18 +349,7 @@ class RoomClient(Reconnecting):
 
     async def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close for good: no reconnect; buffered messages are dropped."""
-        self._closing.set()
-        ws = self._ws
-        if ws is not None:
-            ws.close(code, reason or "client closed")
-        elif self._connecting and self._task is not None:
-            self._task.cancel()  # do not wait for a slow handshake to time out
-        if self._task is not None and self._task is not asyncio.current_task():
-            try:
-                await asyncio.shield(self._task)
-            except asyncio.CancelledError:
-                if not self._task.cancelled():
-                    raise
+        await self._shut(self._ws, code, reason or "client closed")
 
     async def __aenter__(self) -> RoomClient:
         return self

@@ -49,7 +49,6 @@ from ..protocol.ysync import (
     encode_awareness,
     sync_frame,
 )
-from ..runtime.tasks import spawn
 from ._loop import background_loop, wait_first
 from ._socket import BACKOFF_MAX, BACKOFF_MIN, until_ready
 from .discovery import find_server
@@ -279,10 +278,6 @@ class _Provider(Reconnecting):
         self._sync = YSyncSession(doc)  # the sync state of the current connection
         self._applying: int | None = None  # the thread applying a remote update
         self._subscription = doc.observe(self._on_change)
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = spawn(self._run())  # held until done: asyncio keeps only weak references
 
     async def wait_synced(self, timeout: float | None) -> None:
         async with asyncio.timeout(timeout):
@@ -292,11 +287,7 @@ class _Provider(Reconnecting):
                 await wait_first(self.synced, self.done)
 
     async def close(self) -> None:
-        self._closing.set()
-        if self.ws is not None:
-            self.ws.close(CloseCode.NORMAL, "client closed")
-        if self._task is not None and self._task is not asyncio.current_task():
-            await asyncio.shield(self._task)
+        await self._shut(self.ws, CloseCode.NORMAL, "client closed")
 
     # -- the connection loop ------------------------------------------------------------------
 
