@@ -112,7 +112,7 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> None:
     }
     argv = [f"--{name}={value}" for name, value in options.items() if value is not None]
     with contextlib.suppress(ImportError):  # a faster event loop, when installed
-        import uvloop
+        import uvloop  # type: ignore[import-not-found]
 
         asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     PartyApp.load_other_extensions = False

@@ -176,6 +176,7 @@ class PartyApp(ExtensionApp):
         if self.redis_url:  # deploys reach every node of the party cluster
             parties_dir = Path(self.parties_dir).expanduser()
             self.sources = SharedSources(self.redis_url, parties_dir, self.router)
+        assert self.serverapp is not None, "an extension is initialised by its server"
         self.activity = Activity(
             self.serverapp.web_app.settings["last_activity_times"], self.room_activity_timeout
         )

@@ -1,5 +1,6 @@
-"""The type annotations are checked: mypy (strict, on the files pyproject.toml's [tool.mypy]
-names) and the TypeScript compiler on the JupyterLab extension's sources."""
+"""The type annotations are checked: mypy as pyproject.toml's [tool.mypy] says (strict for
+protocol/ and runtime/, basic elsewhere) and the TypeScript compiler on the JupyterLab
+extension's sources and the widgets' front-end modules."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import subprocess
 import tomllib
 from pathlib import Path
 
+import pytest
 from mypy import api as mypy
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,14 +25,16 @@ def test_mypy_passes():
     assert status == 0, out + err
 
 
-def test_tsc_passes_on_the_labextension():
+@pytest.mark.parametrize(
+    "project", [LABEXTENSION, ROOT / "jupyter_party" / "widgets" / "js"], ids=["lab", "widgets"]
+)
+def test_tsc_passes(project):
+    """The labextension's TypeScript, and the widgets' JavaScript (checkJs, JSDoc types)."""
     tsc = LABEXTENSION / "node_modules" / ".bin" / "tsc"
-    assert tsc.exists(), (
-        "no TypeScript compiler: `pip install -e .` (or npm ci --prefix labextension)"
-    )
+    assert tsc.exists(), "no tsc: `pip install -e .` (or `npm ci --prefix labextension`)"
     assert shutil.which("node"), "Node.js is needed"
     result = subprocess.run(
-        [str(tsc), "--noEmit", "-p", str(LABEXTENSION)],
+        [str(tsc), "--noEmit", "-p", str(project)],
         capture_output=True,
         text=True,
         timeout=300,

@@ -250,8 +250,9 @@ class HostedParty:
         link.channel.connection_made(WebSocketStream(socket))
         spawn(_pump(socket, link))
         try:
+            waiting: list[asyncio.Future[Any]] = [link.hello, link.channel.lost]
             await asyncio.wait(
-                [link.hello, link.channel.lost],
+                waiting,
                 timeout=HELLO_TIMEOUT,
                 return_when="FIRST_COMPLETED",
             )

@@ -24,6 +24,7 @@ every (re)connect. The client reconnects after any close except the server's ref
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import inspect
 import json
@@ -404,10 +405,10 @@ class RoomClient(Reconnecting):
         self._emit("open")
         try:
             while True:
-                message = await ws.read_message()
-                if message is None:
+                received = await ws.read_message()
+                if received is None:
                     break
-                self._deliver(message)
+                self._deliver(received)
         finally:
             self._ws = None
             self._opened.clear()
@@ -480,7 +481,10 @@ class BlockingRoomClient:
         self.client, self.loop = client, loop
 
     def _call(self, coroutine: Awaitable[Any], timeout: float | None = None) -> Any:
-        future = asyncio.run_coroutine_threadsafe(coroutine, self.loop)  # type: ignore[arg-type]
+        future: concurrent.futures.Future[Any] = asyncio.run_coroutine_threadsafe(
+            coroutine,  # type: ignore[arg-type]
+            self.loop,
+        )
         try:
             return future.result(timeout)
         except TimeoutError:

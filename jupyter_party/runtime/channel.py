@@ -14,7 +14,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from tornado.websocket import WebSocketClosedError
 
@@ -29,6 +29,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("jupyter_party")
 
 
+class Stream(Protocol):
+    """What a channel writes its frames to: an asyncio transport, or a `WebSocketStream`."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def close(self) -> None: ...
+
+    def is_closing(self) -> bool: ...
+
+
 class ChannelLost(ConnectionError):
     """The other end of the channel is gone (its process died or stopped)."""
 
@@ -39,22 +49,23 @@ class Channel(asyncio.Protocol):
     def __init__(self, on_frame: Callable[[Frame], None]) -> None:
         self._on_frame = on_frame
         self._decoder = wire.Decoder()
-        self._transport: asyncio.Transport | None = None
+        self._transport: Stream | None = None
         self._out: list[bytes] = []
         self._calls: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     # asyncio.Protocol
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self._transport = transport  # type: ignore[assignment]
+    def connection_made(self, transport: asyncio.BaseTransport | Stream) -> None:
+        self._transport = cast(Stream, transport)  # asyncio gives a Transport: it writes
 
     def data_received(self, data: bytes) -> None:
         try:
             frames = self._decoder.feed(data)
         except wire.ProtocolError as error:
             log.error("party worker channel: %s", error)
-            self._transport.close()
+            if self._transport is not None:
+                self._transport.close()
             return
         for frame in frames:
             if frame.kind == wire.REPLY:
@@ -175,7 +186,13 @@ class WorkerLink:
 
     # Downlink: what the router asks of the worker's session.
     def open(
-        self, conn: int, party: str, room: str, id: str, request: dict, share_id: str | None
+        self,
+        conn: int,
+        party: str,
+        room: str,
+        id: str,
+        request: dict[str, Any],
+        share_id: str | None,
     ) -> None:
         self.channel.send(wire.OPEN, [conn, party, room, id, request, share_id])
 
@@ -292,7 +309,11 @@ class SessionLink:
     # Frames from the server process.
     def _received(self, frame: Frame) -> None:
         session, h, kind = self.session, frame.header, frame.kind
-        if kind == wire.MESSAGE:
+        if kind == wire.HELLO and not self.hello.done():
+            self.hello.set_result(h)
+        elif session is None:  # the server speaks only after our HELLO, sent with a session
+            log.error("frame %d from the server process before the session", kind)
+        elif kind == wire.MESSAGE:
             session.message(h[0], _data(frame))
         elif kind == wire.OPEN:
             session.open(*h)
@@ -307,7 +328,5 @@ class SessionLink:
             session.socket_opened(*h)
         elif kind == wire.CLOSE:
             session.socket_close(*h)
-        elif kind == wire.HELLO and not self.hello.done():
-            self.hello.set_result(h)
         else:
             log.error("unexpected frame %d from the server process", kind)

@@ -166,10 +166,9 @@ class Supervisor:
         config = {**self._config, "index": worker.index, "board": worker.board_path}
         link.channel.send(wire.HELLO, [wire.VERSION, config])
         exited = asyncio.ensure_future(worker.process.wait())
+        waiting: list[asyncio.Future[Any]] = [link.hello, exited]
         try:
-            await asyncio.wait(
-                [link.hello, exited], timeout=START_TIMEOUT, return_when="FIRST_COMPLETED"
-            )
+            await asyncio.wait(waiting, timeout=START_TIMEOUT, return_when="FIRST_COMPLETED")
         finally:
             exited.cancel()
         if not link.hello.done():
@@ -186,6 +185,7 @@ class Supervisor:
     async def _watch(self, worker: _Worker) -> int:
         """Wait until the worker ends; kill it if it is stuck or too big. Its return code."""
         process, board = worker.process, worker.board
+        assert process is not None and board is not None, "watching a worker that never started"
         beat, beat_at = board.heartbeat(), time.monotonic()
         while True:
             with contextlib.suppress(TimeoutError):
@@ -201,8 +201,9 @@ class Supervisor:
 
     def _kill(self, worker: _Worker, cause: str) -> None:
         worker.cause = worker.cause or cause
-        with contextlib.suppress(ProcessLookupError):
-            worker.process.kill()
+        if worker.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                worker.process.kill()
 
     def _lost(self, worker: _Worker, returncode: int | None) -> None:
         """The worker ended: say why, to its clients, the party's log, and the server log."""
@@ -228,13 +229,14 @@ class Supervisor:
             reason = f"party worker {worker.index}: {what.replace(' its worker', '')}"
         worker.last_exit = reason
         self._router.detach(worker.index, reason)
-        log.error("party worker %d (pid %s) is gone: %s", worker.index, worker.process.pid, reason)
+        pid = worker.process.pid if worker.process is not None else None
+        log.error("party worker %d (pid %s) is gone: %s", worker.index, pid, reason)
         if party is not None:
             trace = _traceback(tail)
             self._logs.record(party, room, "error", reason + (f"\n{trace}" if trace else ""))
             self._pause(party, room)
 
-    def _pause(self, party: str, room: str) -> None:
+    def _pause(self, party: str, room: str | None) -> None:
         """A party that keeps crashing its worker waits longer and longer before it runs."""
         count, last = self._crashes.get(party, (0, 0.0))
         now = time.monotonic()
@@ -253,7 +255,9 @@ class Supervisor:
 
     async def _read_stderr(self, worker: _Worker, process: asyncio.subprocess.Process) -> None:
         """Pass the worker's stderr on, keeping its last lines (a crash's traceback)."""
-        while line := await process.stderr.readline():
+        stderr = process.stderr
+        assert stderr is not None, "the worker is started with stderr=PIPE"
+        while line := await stderr.readline():
             text = line.decode("utf-8", "replace")
             if process is worker.process:
                 worker.tail.append(text)

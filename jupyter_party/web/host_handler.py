@@ -54,9 +54,11 @@ class HostHandler(WebSocketHandler, JupyterHandler):
         why = await self.parties.router.why_not_host(party, self._replace)
         if why is not None:
             self.set_status(409)
-            return self.finish({"message": why})
+            await self.finish({"message": why})
+            return
         if self.request.headers.get("Upgrade", "").lower() != "websocket":
-            return self.finish({"party": party, "available": True})
+            await self.finish({"party": party, "available": True})
+            return
         self._party = party
         await WebSocketHandler.get(self, party)
 

@@ -17,7 +17,8 @@ from urllib.parse import urlencode
 from jupyter_server.auth import User
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import JupyterHandler
-from tornado.websocket import WebSocketHandler
+from tornado.iostream import IOStream
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..protocol.codes import CloseCode
 from ..protocol.frames import close_reason
@@ -71,7 +72,7 @@ class _SocketTransport:
         if self._early is not None:
             self._early.append(data)
             return None
-        return self._handler.ws_connection.stream.write(data)
+        return self._stream().write(data)
 
     def close(self, code: int, reason: str) -> None:
         if self._early is not None:
@@ -90,7 +91,13 @@ class _SocketTransport:
             if isinstance(item, tuple):
                 self.close(*item)
                 return
-            self._handler.ws_connection.stream.write(item)
+            self._stream().write(item)
+
+    def _stream(self) -> IOStream:
+        connection = self._handler.ws_connection
+        if connection is None or connection.stream is None:  # it closed under us
+            raise WebSocketClosedError()
+        return connection.stream
 
 
 class RoomHandler(WebSocketHandler, JupyterHandler):

@@ -91,6 +91,10 @@ export class DirectTransport extends Emitter {
     this.minDelay = minDelay;
     this.maxDelay = maxDelay;
     this.retries = 0;
+    /** @type {any} the page's Jupyter configuration (set by openTransport) */
+    this.config = null;
+    /** @type {string} the server's http(s) base URL (set by openTransport) */
+    this.httpBase = "";
     this.outbox = [];
     this.socket = null;
     this.timer = null;
@@ -226,6 +230,8 @@ export class RelayTransport extends Emitter {
  * Open the model's room: direct when the page has jupyter-config-data (and the model's mode
  * allows it), else through the kernel. `env` injects globals for tests:
  * {document, location, WebSocket, fetch}.
+ * @param {any} model
+ * @param {{id?: string, query?: any, env?: {document?: any, location?: any, WebSocket?: any, fetch?: any}}} [options]
  */
 export function openTransport(model, { id, query, env = {} } = {}) {
   const doc = env.document || globalThis.document;
@@ -252,17 +258,36 @@ export function openTransport(model, { id, query, env = {} } = {}) {
 }
 
 /**
- * How many connections the room has, from the admin API (direct mode only), or null.
- * GET needs no XSRF header; the token or the login cookie authenticates.
+ * One call of the admin API (`{base}party-api/{path}`) from a direct transport: the token, or
+ * the login cookie (with its XSRF header, which Jupyter wants for anything but GET).
+ * @param {any} transport
+ * @param {string} path
+ * @param {{method?: string, body?: any, env?: {fetch?: any, document?: any}}} [options]
  */
+export function adminFetch(transport, path, { method = "GET", body, env = {} } = {}) {
+  const fetchImpl = env.fetch || globalThis.fetch;
+  const doc = env.document || globalThis.document;
+  /** @type {Record<string, string>} */
+  const headers = {};
+  if (transport.token) headers.Authorization = `token ${transport.token}`;
+  if (method !== "GET") {
+    headers["Content-Type"] = "application/json";
+    const xsrf = /(?:^|;\s*)_xsrf=([^;]*)/.exec((doc && doc.cookie) || "");
+    if (xsrf) headers["X-XSRFToken"] = decodeURIComponent(xsrf[1]); // cookie-authenticated pages
+  }
+  return fetchImpl(`${transport.httpBase}party-api/${path}`, {
+    method,
+    headers,
+    credentials: "same-origin",
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+}
+
+/** How many connections the room has, from the admin API (direct mode only), or null. */
 export async function roomConnections(transport, party, room, fetchImpl = globalThis.fetch) {
   if (transport.mode !== "direct" || !fetchImpl) return null;
-  const headers = transport.token ? { Authorization: `token ${transport.token}` } : {};
   try {
-    const response = await fetchImpl(`${transport.httpBase}party-api/rooms`, {
-      headers,
-      credentials: "same-origin",
-    });
+    const response = await adminFetch(transport, "rooms", { env: { fetch: fetchImpl } });
     if (!response.ok) return null;
     const body = await response.json();
     const entry = (body.rooms || []).find((r) => r.party === party && r.room === room);
@@ -278,21 +303,11 @@ export async function roomConnections(transport, party, room, fetchImpl = global
  * Resolves to `{url, access, local}`; rejects with the server's message.
  */
 export async function requestShare(transport, party, room, access, env = {}) {
-  const fetchImpl = env.fetch || globalThis.fetch;
-  const doc = env.document || globalThis.document;
-  const headers = { "Content-Type": "application/json" };
-  if (transport.token) headers.Authorization = `token ${transport.token}`;
-  const xsrf = /(?:^|;\s*)_xsrf=([^;]*)/.exec((doc && doc.cookie) || "");
-  if (xsrf) headers["X-XSRFToken"] = decodeURIComponent(xsrf[1]); // cookie-authenticated pages
-  const response = await fetchImpl(`${transport.httpBase}party-api/share`, {
-    method: "POST",
-    headers,
-    credentials: "same-origin",
-    body: JSON.stringify({ party, room, access }),
-  });
-  const body = await response.json().catch(() => ({}));
-  if (!response.ok) throw new Error(body.message || `HTTP ${response.status}`);
-  return { url: body.url, access, local: !!body.local };
+  const body = { party, room, access };
+  const response = await adminFetch(transport, "share", { method: "POST", body, env });
+  const answer = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(answer.message || `HTTP ${response.status}`);
+  return { url: answer.url, access, local: !!answer.local };
 }
 
 /** Per-model sessions shared by every view of the model, closed with the last view. */
