@@ -79,7 +79,7 @@ def _request(
     info: ServerInfo, path: str, body: dict[str, Any] | None
 ) -> tuple[str, dict[str, str], bytes | None]:
     """The URL, headers (the Jupyter token) and body of one admin call."""
-    headers = {"Authorization": f"token {info.token}", "Content-Type": "application/json"}
+    headers = {**info.auth, "Content-Type": "application/json"}
     return (
         f"{info.url}party-api/{path}",
         headers,

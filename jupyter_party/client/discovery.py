@@ -33,6 +33,11 @@ class ServerInfo:
     url: str
     token: str
 
+    @property
+    def auth(self) -> dict[str, str]:
+        """The token as a request header: every request of the kernel clients carries it."""
+        return {"Authorization": f"token {self.token}"}
+
     def room_url(self, party: str, room: str) -> str:
         """The WebSocket URL of a room (without query)."""
         return self.websocket_url(f"parties/{quote(party, safe='')}/{quote(room, safe='')}")

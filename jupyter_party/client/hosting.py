@@ -239,7 +239,7 @@ class HostedParty:
         path = f"party-api/host/{quote(name, safe='')}" + ("?replace=1" if self._replace else "")
         url = info.websocket_url(path)
         try:
-            request = HTTPRequest(url, headers={"Authorization": f"token {info.token}"})
+            request = HTTPRequest(url, headers=info.auth)
             self._socket = socket = await open_socket(request, url)
         except Exception as error:
             return self._end(f"could not connect to {info.url}: {error}")

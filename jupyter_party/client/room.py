@@ -124,7 +124,7 @@ class RoomClient(Reconnecting):
         self.http_url = f"{info.url}parties/{quote(party, safe='')}/{quote(room, safe='')}"
         self.reconnects = 0
         self.server = info
-        self._headers = {**(headers or {}), "Authorization": f"token {info.token}"}
+        self._headers = {**(headers or {}), **info.auth}
         self._query = query
         self._ws: WebSocketClientConnection | None = None
         self._outbox: deque[tuple[Message, bool]] = deque()
@@ -306,7 +306,7 @@ class RoomClient(Reconnecting):
         url = self.http_url + ("/" + path.lstrip("/") if path.strip("/") else "")
         if query:
             url += ("&" if "?" in url else "?") + urlencode({k: str(v) for k, v in query.items()})
-        all_headers = {**(headers or {}), "Authorization": f"token {self.server.token}"}
+        all_headers = {**(headers or {}), **self.server.auth}
         if body is not None and not isinstance(body, str | bytes):
             body = json.dumps(body)
             all_headers.setdefault("Content-Type", "application/json")

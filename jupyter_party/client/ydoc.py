@@ -259,7 +259,7 @@ class _Provider(Reconnecting):
         self,
         doc: RoomDoc,
         url: str,
-        token: str,
+        auth: dict[str, str],
         connection_id: str,
         params: dict[str, str],
         **backoff: Any,
@@ -273,7 +273,7 @@ class _Provider(Reconnecting):
         self.ws: WebSocketClientConnection | None = None
         self.synced = asyncio.Event()
         self.done = asyncio.Event()
-        self._headers = {"Authorization": f"token {token}"}
+        self._headers = auth
         self._params = params
         self._sync = YSyncSession(doc)  # the sync state of the current connection
         self._applying: int | None = None  # the thread applying a remote update
@@ -471,7 +471,7 @@ async def doc(
     provider = _Provider(
         document,
         info.room_url(party, room),
-        info.token,
+        info.auth,
         id or uuid.uuid4().hex,
         {k: str(v) for k, v in (params or {}).items()},
         min_delay=min_delay,
