@@ -244,7 +244,7 @@ class HostedParty:
         except Exception as error:
             return self._end(f"could not connect to {info.url}: {error}")
         if self._stopping:  # stop() was called while connecting
-            socket.close(1000, "stopped")
+            socket.close(CloseCode.NORMAL, "stopped")
             return self._end("")
         link = _HostLink(self)
         link.channel.connection_made(WebSocketStream(socket))
