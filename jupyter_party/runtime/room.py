@@ -327,7 +327,9 @@ class Room:
                 await self.storage.sync()
             except Exception as error:  # those writes failed in their callers already
                 log.warning("room %s/%s stopped, writes failing: %s", self.party, self.id, error)
-            await self._services.leases.release(self.party, self.id)
+            leases = self._services.leases
+            if leases is not None:  # claimed: there are leases
+                await leases.release(self.party, self.id)
 
     async def _open(self) -> None:
         """Wait until events may start; raise RoomError if the room failed to start."""
