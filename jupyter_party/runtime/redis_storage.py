@@ -20,16 +20,18 @@ or partitioned former owner can never write after losing its lease.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from .storage import Bounds, Encoded, GroupCommitBackend, Scope
 
 __all__ = ["PREFIX", "RedisBackend", "StaleLease", "connect", "lease_key", "room_name"]
 
 log = logging.getLogger("jupyter_party")
+T = TypeVar("T")
 
 PREFIX = "jp:"
 ALARMS = PREFIX + "alarms"
@@ -202,8 +204,8 @@ class RedisBackend(GroupCommitBackend):
         self._fences[scope] = str(token)
 
     def _op(
-        self, name: str, scope: Scope | None, args: list[Any], read: Callable[[Any], Any]
-    ) -> Any:
+        self, name: str, scope: Scope | None, args: list[Any], read: Callable[[Any], T]
+    ) -> asyncio.Future[T]:
         token = "" if scope is None else self._fences.get(scope, "")
         return self._submit(_Op(name, scope, token, args, read))
 
@@ -222,7 +224,8 @@ class RedisBackend(GroupCommitBackend):
             keys += [f"{PREFIX}kv:{name}", f"{PREFIX}ix:{name}", lease_key(scope)]
             argv.append(name)
         for op in ops:
-            argv += [op.name, rooms.get(op.scope, 0), op.token, *op.args]
+            room = 0 if op.scope is None else rooms[op.scope]
+            argv += [op.name, room, op.token, *op.args]
         refused, results = await self._batch(keys=keys, args=argv)
         out = [op.read(result) for op, result in zip(ops, results, strict=True)]
         for i in refused:

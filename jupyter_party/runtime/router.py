@@ -51,7 +51,13 @@ class Downlink(Protocol):
     """A session as the router sees it: in process (workers = 0), or a worker's channel."""
 
     def open(
-        self, conn: int, party: str, room: str, id: str, request: dict, share_id: str | None
+        self,
+        conn: int,
+        party: str,
+        room: str,
+        id: str,
+        request: dict[str, Any],
+        share_id: str | None,
     ) -> None: ...
     def message(self, conn: int, data: str | bytes) -> None: ...
     def closed(self, conn: int, code: int, reason: str) -> None: ...
@@ -226,7 +232,8 @@ class Router:
 
     async def party(self, name: str) -> dict[str, Any]:
         """What a party is (see `describe_party`), from whichever process runs it."""
-        return await self.call(self._hosted.get(name, 0), "party", name=name)
+        described: dict[str, Any] = await self.call(self._hosted.get(name, 0), "party", name=name)
+        return described
 
     async def parties(self) -> list[dict[str, Any]]:
         """Every party: those of the workers, then those hosted by kernels."""
@@ -283,7 +290,8 @@ class Router:
     ) -> dict[str, Any]:
         """Run the party's gate for a socket (in the owner's worker): the answer holds the
         `request` to open with, the party's own `response`, or a `refuse` (see Session)."""
-        return await self._ask("admit", party, room, request, kind=kind, who=who)
+        answer: dict[str, Any] = await self._ask("admit", party, room, request, kind=kind, who=who)
+        return answer
 
     async def _ask(self, op: str, party: str, room: str, request: Request, **args: Any) -> Any:
         """Operation `op` about a request, in the worker that owns the room."""
@@ -390,7 +398,8 @@ class Router:
         if "refuse" in result:
             status, _, message = result["refuse"]
             return Response.json({"error": message}, status)
-        return result["response"]
+        response: Response = result["response"]
+        return response
 
     async def call(self, worker: int, op: str, **args: Any) -> Any:
         """Admin operation `op` in one worker; returns its result."""
@@ -399,7 +408,9 @@ class Router:
 
     async def inspect(self, party: str, room: str) -> dict[str, Any]:
         """What a room holds (see Session), with each connection's message counts."""
-        inspected = await self.call(self.place(party, room), "inspect", party=party, room=room)
+        inspected: dict[str, Any] = await self.call(
+            self.place(party, room), "inspect", party=party, room=room
+        )
         for connection in inspected["connections"]:
             socket = self._sockets.get(connection.pop("conn"))
             connection["messages_in"] = socket.received if socket else 0
@@ -407,13 +418,14 @@ class Router:
         return inspected
 
     async def evict(self, party: str, room: str) -> bool:
-        return await self.call(self.place(party, room), "evict", party=party, room=room)
+        evicted: bool = await self.call(self.place(party, room), "evict", party=party, room=room)
+        return evicted
 
     async def deploy(self, name: str, source: str) -> dict[str, Any]:
         """Deploy in worker 0 (which validates the source); the others then reload it."""
         if name in self._hosted:
             return _hosted_elsewhere(name)
-        result = await self.call(0, "deploy", name=name, source=source)
+        result: dict[str, Any] = await self.call(0, "deploy", name=name, source=source)
         if "error" not in result:
             await self._spread(name, result, "deploy")
         return result
@@ -423,7 +435,7 @@ class Router:
         imports it, or refuses it with the traceback; the others then reload it)."""
         if name in self._hosted:
             return _hosted_elsewhere(name)
-        result = await self.call(0, "load", name=name)
+        result: dict[str, Any] = await self.call(0, "load", name=name)
         if "error" not in result and "unchanged" not in result:
             await self._spread(name, result, "reload")
         return result
@@ -433,7 +445,7 @@ class Router:
         rooms' clients with 1012. Returns how many were closed."""
         workers = range(self._workers)
         results = await asyncio.gather(*(self.call(w, "unload", name=name) for w in workers))
-        closed = sum(result["closed"] for result in results)
+        closed: int = sum(result["closed"] for result in results)
         if any(result["removed"] for result in results):
             self.logs.record(name, None, "log", f"removed: {closed} client(s) closed")
         return closed
@@ -566,7 +578,9 @@ class Router:
             "storage", args, payload
         )
 
-    async def _relay_open(self, caller: int, conn: int, party: str, room: str, args: dict) -> None:
+    async def _relay_open(
+        self, caller: int, conn: int, party: str, room: str, args: dict[str, Any]
+    ) -> None:
         # The reply with `conn` goes out first, so the caller knows the socket before anything
         # arrives for it.
         path = args["path"]

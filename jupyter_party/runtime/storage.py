@@ -11,6 +11,7 @@ backends keep only the encoded form, so they behave identically.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import datetime
 import json
@@ -20,7 +21,7 @@ import sqlite3
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 from .tasks import spawn
 
@@ -45,6 +46,7 @@ Scope: TypeAlias = tuple[str, str]
 Encoded: TypeAlias = str | bytes
 # An SQL operation run on the worker thread inside the batch's transaction.
 Op: TypeAlias = Callable[[sqlite3.Connection], Any]
+T = TypeVar("T")
 
 _MISSING: Any = object()
 
@@ -154,7 +156,7 @@ class Backend(ABC):
     the primitives on encoded values.
     """
 
-    async def get(self, scope: Scope, keys: list[str]) -> dict[str, Any]:
+    async def get(self, scope: Scope, keys: builtins.list[str]) -> dict[str, Any]:
         """Return the stored values of ``keys``; missing keys are omitted."""
         found = await self._read(scope, _check_keys(keys))
         return {key: _decode(value) for key, value in found.items()}
@@ -163,11 +165,13 @@ class Backend(ABC):
         """Store ``items`` atomically; durable once this returns."""
         await self._write(scope, _encode_items(items), [])
 
-    async def delete(self, scope: Scope, keys: list[str]) -> int:
+    async def delete(self, scope: Scope, keys: builtins.list[str]) -> int:
         """Delete ``keys`` atomically and return how many of them existed."""
         return await self._write(scope, {}, _check_keys(keys))
 
-    async def commit(self, scope: Scope, puts: Mapping[str, Any], deletes: list[str]) -> None:
+    async def commit(
+        self, scope: Scope, puts: Mapping[str, Any], deletes: builtins.list[str]
+    ) -> None:
         """Apply ``deletes`` then ``puts`` as one atomic write (used by transactions)."""
         await self._write(scope, _encode_items(puts), _check_keys(deletes))
 
@@ -187,10 +191,12 @@ class Backend(ABC):
         return {key: _decode(value) for key, value in found.items()}
 
     @abstractmethod
-    async def _read(self, scope: Scope, keys: list[str]) -> dict[str, Encoded]: ...
+    async def _read(self, scope: Scope, keys: builtins.list[str]) -> dict[str, Encoded]: ...
 
     @abstractmethod
-    async def _write(self, scope: Scope, puts: dict[str, Encoded], deletes: list[str]) -> int:
+    async def _write(
+        self, scope: Scope, puts: dict[str, Encoded], deletes: builtins.list[str]
+    ) -> int:
         """Atomically delete then put; return how many deleted keys existed."""
 
     @abstractmethod
@@ -211,7 +217,7 @@ class Backend(ABC):
         """Set the room's alarm time in epoch milliseconds; None deletes it."""
 
     @abstractmethod
-    async def alarms(self) -> list[tuple[str, str, float]]:
+    async def alarms(self) -> builtins.list[tuple[str, str, float]]:
         """Return every persisted alarm as ``(party, room, at_ms)``, used at startup."""
 
     @abstractmethod
@@ -222,7 +228,7 @@ class Backend(ABC):
     async def close(self) -> None:
         """Finish pending work and release resources; idempotent."""
 
-    def take_commit_times(self) -> list[float]:
+    def take_commit_times(self) -> builtins.list[float]:
         """Seconds each commit took since the last call (for the storage latency metric)."""
         return []
 
@@ -401,6 +407,10 @@ class SQLiteBackend(GroupCommitBackend):
         self._conn.executescript(_SCHEMA)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="party-storage")
 
+    def _run(self, op: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """`op` in the next batch, on the database thread."""
+        return self._submit(op)
+
     async def _execute(self, ops: list[Op]) -> list[Any]:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self._run_batch, ops)
@@ -434,7 +444,7 @@ class SQLiteBackend(GroupCommitBackend):
                     found[key] = row[0]
             return found
 
-        return await self._submit(op)
+        return await self._run(op)
 
     async def _write(self, scope: Scope, puts: dict[str, Encoded], deletes: list[str]) -> int:
         def op(conn: sqlite3.Connection) -> int:
@@ -450,7 +460,7 @@ class SQLiteBackend(GroupCommitBackend):
             )
             return existed
 
-        return await self._submit(op)
+        return await self._run(op)
 
     async def _scan(
         self, scope: Scope, bounds: Bounds, limit: int | None, reverse: bool
@@ -473,10 +483,10 @@ class SQLiteBackend(GroupCommitBackend):
         def op(conn: sqlite3.Connection) -> dict[str, Encoded]:
             return {key.decode(): value for key, value in conn.execute(sql, params)}
 
-        return await self._submit(op)
+        return await self._run(op)
 
     async def delete_all(self, scope: Scope) -> None:
-        await self._submit(
+        await self._run(
             lambda conn: conn.execute("DELETE FROM kv WHERE party = ? AND room = ?", scope)
         )
 
@@ -487,7 +497,7 @@ class SQLiteBackend(GroupCommitBackend):
             ).fetchone()
             return None if row is None else row[0]
 
-        return await self._submit(op)
+        return await self._run(op)
 
     async def set_alarm(self, scope: Scope, at_ms: float | None) -> None:
         def op(conn: sqlite3.Connection) -> None:
@@ -499,16 +509,16 @@ class SQLiteBackend(GroupCommitBackend):
                     (*scope, float(at_ms)),
                 )
 
-        await self._submit(op)
+        await self._run(op)
 
     async def alarms(self) -> list[tuple[str, str, float]]:
-        return await self._submit(
+        return await self._run(
             lambda conn: conn.execute("SELECT party, room, at_ms FROM alarms").fetchall()
         )
 
     async def sync(self) -> None:
         # Batches run in order, so an empty operation completes after everything issued before it.
-        await self._submit(lambda conn: None)
+        await self._run(lambda conn: None)
 
     async def close(self) -> None:
         if self._closed:
