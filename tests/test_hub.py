@@ -16,6 +16,7 @@ About 20 s.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import secrets
@@ -29,6 +30,7 @@ from importlib.util import find_spec
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psutil
 import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
@@ -185,12 +187,19 @@ def hub(tmp_path):
     try:
         yield Hub(f"http://127.0.0.1:{port}/", token, public), process, tmp_path / "hub.log"
     finally:
-        process.terminate()  # the hub stops the user's server and the proxy
+        # The hub stops the user's server and the proxy as it exits; whatever it left behind
+        # (a server it could not stop in time) is stopped here, so no test leaks a process.
+        children = psutil.Process(process.pid).children(recursive=True)
+        process.terminate()
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
+        for child in children:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        psutil.wait_procs(children, timeout=10)
         log.close()
 
 
