@@ -11,11 +11,10 @@ import http.client
 import json
 import os
 import signal
-import sys
 import time
 
 import redis.asyncio as aioredis
-from test_process import TEST_PARTIES, TOKEN, ServerProcess, free_port, jupyter_env, request
+from test_process import TEST_PARTIES, TOKEN, ServerProcess, request, serve_process
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -28,25 +27,15 @@ LEASE_TTL = 2.0
 
 def node(tmp_path, name: str, redis_url: str, *extra: str, parties=TEST_PARTIES) -> ServerProcess:
     """A cluster node named `name` (not started)."""
-    port = free_port()
-    argv = [
-        sys.executable,
-        "-m",
-        "jupyter_party.cli",
-        "serve",
-        f"--parties={parties}",
-        f"--port={port}",
+    return serve_process(
+        tmp_path / name,
         f"--redis={redis_url}",
         f"--PartyApp.lease_ttl={LEASE_TTL}",
         f"--PartyApp.node_name={name}",
-        "--allow-root",
-        f"--IdentityProvider.token={TOKEN}",
-        "--ServerApp.open_browser=False",
         *extra,
-    ]
-    root = tmp_path / name
-    env = jupyter_env(root / "jupyter")
-    return ServerProcess(argv, port, env, root / "server.log", tmp_path)
+        parties=parties,
+        cwd=tmp_path,
+    )
 
 
 def post(server: ServerProcess, path: str, body: dict | None = None) -> tuple[int, dict]:

@@ -129,9 +129,10 @@ class ServerProcess:
         self.kill()
 
 
-def party_serve(
-    tmp_path: Path, db: Path, parties: Path = TEST_PARTIES, *extra: str
+def serve_process(
+    root: Path, *options: str, parties: Path = TEST_PARTIES, cwd: Path | None = None
 ) -> ServerProcess:
+    """`jupyter party serve` with `options` (not started); its Jupyter dirs and log in `root`."""
     port = free_port()
     argv = [
         sys.executable,
@@ -140,14 +141,20 @@ def party_serve(
         "serve",
         f"--parties={parties}",
         f"--port={port}",
-        f"--storage=sqlite:///{db}",
         "--allow-root",
         f"--IdentityProvider.token={TOKEN}",
         "--ServerApp.open_browser=False",
-        *extra,
+        *options,
     ]
-    env = jupyter_env(tmp_path / "jupyter")
-    return ServerProcess(argv, port, env, tmp_path / "server.log", tmp_path)
+    return ServerProcess(
+        argv, port, jupyter_env(root / "jupyter"), root / "server.log", cwd or root
+    )
+
+
+def party_serve(
+    tmp_path: Path, db: Path, parties: Path = TEST_PARTIES, *extra: str
+) -> ServerProcess:
+    return serve_process(tmp_path, f"--storage=sqlite:///{db}", *extra, parties=parties)
 
 
 # -- a. acknowledged writes survive kill -9 ------------------------------------------------------

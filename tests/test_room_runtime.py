@@ -11,6 +11,7 @@ import json
 import logging
 
 import pytest
+from test_rooms import HTTP_SHAPES
 
 from conftest import PARTIES
 from jupyter_party.testing import HandshakeRejected, PartyHost, party_host
@@ -155,17 +156,7 @@ async def test_server_close_reaches_client(host):
     assert await client.closed_with() == (4000, "bye")
 
 
-@pytest.mark.parametrize(
-    ("shape", "status", "content_type", "body"),
-    [
-        ("text", 200, "text/plain; charset=utf-8", b"plain text"),
-        ("bytes", 200, "application/octet-stream", b"\x00\x01binary"),
-        ("json", 200, "application/json", b'{"list":[1,2,3],"path":"/json"}'),
-        ("none", 204, None, b""),
-        ("response", 201, None, b"created"),
-        ("deep/sub/path", 200, None, b"/deep/sub/path"),
-    ],
-)
+@HTTP_SHAPES
 async def test_http_return_types_and_sub_paths(host, shape, status, content_type, body):
     response = await host.fetch("shapes", "r", f"/{shape}")
     assert response.status == status

@@ -15,6 +15,18 @@ from tornado.httpclient import HTTPClientError
 from conftest import eventually
 
 BOTH_MODES = pytest.mark.parametrize("workers", [1, 0], ids=["worker", "in-process"])
+#: What `on_request` of tests/parties/shapes.py returns, and the HTTP answer it becomes.
+HTTP_SHAPES = pytest.mark.parametrize(
+    ("shape", "status", "content_type", "body"),
+    [
+        ("text", 200, "text/plain; charset=utf-8", b"plain text"),
+        ("bytes", 200, "application/octet-stream", b"\x00\x01binary"),
+        ("json", 200, "application/json", b'{"list":[1,2,3],"path":"/json"}'),
+        ("none", 204, None, b""),
+        ("response", 201, None, b"created"),
+        ("deep/sub/path", 200, None, b"/deep/sub/path"),
+    ],
+)
 
 
 async def test_hooks_run_in_order(connect):
@@ -81,17 +93,7 @@ async def test_server_close_reaches_client(connect):
     assert await client.closed() == (4000, "bye")
 
 
-@pytest.mark.parametrize(
-    ("shape", "status", "content_type", "body"),
-    [
-        ("text", 200, "text/plain; charset=utf-8", b"plain text"),
-        ("bytes", 200, "application/octet-stream", b"\x00\x01binary"),
-        ("json", 200, "application/json", b'{"list":[1,2,3],"path":"/json"}'),
-        ("none", 204, None, b""),
-        ("response", 201, None, b"created"),
-        ("deep/sub/path", 200, None, b"/deep/sub/path"),
-    ],
-)
+@HTTP_SHAPES
 async def test_http_return_types_and_sub_paths(http, shape, status, content_type, body):
     response = await http(f"parties/shapes/r/{shape}")
     assert response.code == status
