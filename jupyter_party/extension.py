@@ -19,6 +19,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Dict, Enum, Float, Int, TraitType, Unicode, default
 
 from .runtime import partylog
+from .runtime.cluster import Cluster
 from .runtime.leases import RoomLeases
 from .runtime.limits import Limits
 from .runtime.party_sources import SharedSources
@@ -173,9 +174,11 @@ class PartyApp(ExtensionApp):
         self._following: asyncio.Task[None] | None = None
         self._stop_watching = asyncio.Event()
         self.sources = None
-        if self.redis_url:  # deploys reach every node of the party cluster
+        self.cluster = None
+        if self.redis_url:  # deploys and events reach every node of the party cluster
             parties_dir = Path(self.parties_dir).expanduser()
             self.sources = SharedSources(self.redis_url, parties_dir, self.router)
+            self.cluster = Cluster(self.redis_url, self.node_name, self.lease_ttl, self.router)
         assert self.serverapp is not None, "an extension is initialised by its server"
         self.activity = Activity(
             self.serverapp.web_app.settings["last_activity_times"], self.room_activity_timeout
@@ -256,6 +259,8 @@ class PartyApp(ExtensionApp):
             )
         if self.sources is not None:
             self._following = spawn(self.sources.follow(self._stop_watching))
+        if self.cluster is not None:
+            self.cluster.start()
         self.log.info(
             "jupyter_party: %s, parties from %s, storage %s%s",
             f"{self.workers} worker process(es)" if self.workers else "rooms in this process",
@@ -285,6 +290,8 @@ class PartyApp(ExtensionApp):
             await self._following
         if self.sources is not None:
             await self.sources.close()
+        if self.cluster is not None:
+            await self.cluster.close()
         if self.session is not None:
             await self.session.close()  # closes the shared backend too
             return

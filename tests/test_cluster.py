@@ -1,9 +1,8 @@
 """A party cluster: real `jupyter party serve --redis` processes on one real redis-server.
 
-What works today: one owner per room across the nodes (a lease in Redis), take-over by another
-node when the owner dies, fencing of a paused owner, share links, alarms and deploys across
-nodes, and Redis restarts. A node that does not own a room refuses its events with 1013 / 503
-(relaying them to the owner is not built yet).
+One owner per room across the nodes (a lease in Redis), events that land on another node
+relayed to it, take-over by another node when the owner dies, fencing of a paused owner,
+share links, alarms and deploys across nodes, and Redis restarts.
 """
 
 import asyncio
@@ -55,9 +54,9 @@ def guest_get(server: ServerProcess, path: str) -> tuple[int, bytes]:
 
 
 def until_served(
-    server: ServerProcess, path: str, timeout: float, refusal: str = "served by node"
+    server: ServerProcess, path: str, timeout: float, refusal: str = "gone: try again"
 ) -> tuple[int, dict]:
-    """POST until the node serves the room (it answers 503 while another node owns it)."""
+    """POST until the node serves the room (503 while the lease of a dead owner lasts)."""
     deadline = time.monotonic() + timeout
     while True:
         status, body = post(server, path)
@@ -74,11 +73,9 @@ async def test_one_owner_shared_links_and_take_over_after_kill_9(tmp_path, redis
         status, body = request(a.port, "GET", "/party-api/rooms")
         listed = [r for r in json.loads(body)["rooms"] if r["room"] == "kill9"]
         assert status == 200 and [r["node"] for r in listed] == ["a"], body
-        status, body = post(b, room)  # a owns the room: b refuses, saying who serves it
-        assert status == 503 and "served by node 'a'" in body["error"], body
-        refused = await connect(b, room)  # a WebSocket too: 1013, try again
-        assert await asyncio.wait_for(refused.read_message(), 10) is None
-        assert refused.close_code == 1013 and "served by node 'a'" in refused.close_reason
+        assert post(b, room) == (200, {"count": 6})  # a owns the room: b relays to it
+        relayed = await connect(b, room)  # a WebSocket too
+        assert await relayed.read_message() == "6"
         # A share link made on a opens its room on b; revoked on a, it is refused on b.
         status, grant = post(a, "/party-api/share", {"party": "counter", "room": "shared"})
         assert status == 201, grant
@@ -88,10 +85,70 @@ async def test_one_owner_shared_links_and_take_over_after_kill_9(tmp_path, redis
         assert guest_get(b, shared)[0] == 401
         a.kill()  # kill -9 of the owner (server and workers)
         killed = time.monotonic()
-        assert until_served(b, room, LEASE_TTL + 5) == (200, {"count": 6})  # nothing lost
+        assert await asyncio.wait_for(relayed.read_message(), 10) is None
+        assert relayed.close_code == 1012, (relayed.close_code, relayed.close_reason)
+        assert until_served(b, room, LEASE_TTL + 5) == (200, {"count": 7})  # nothing lost
         took_over = time.monotonic() - killed
         assert took_over <= LEASE_TTL + 2, took_over
-        assert post(b, room) == (200, {"count": 7})
+        assert post(b, room) == (200, {"count": 8})
+
+
+async def test_events_on_either_node_reach_the_room_s_one_instance(tmp_path, redis_url):
+    room = "/parties/probe/shared"
+    with node(tmp_path, "a", redis_url) as a, node(tmp_path, "b", redis_url) as b:
+        nodes = (a, b)
+        # 8 clients alternating between the nodes: one instance holds them all.
+        clients = [await connect(nodes[i % 2], f"{room}?_pk=c{i}") for i in range(8)]
+        welcomes = [json.loads(await read(client)) for client in clients]
+        assert [w["id"] for w in welcomes] == [f"c{i}" for i in range(8)]
+        assert len({w["instance"] for w in welcomes}) == 1, welcomes
+        for server in nodes:
+            status, body = request(server.port, "GET", f"{room}/connections")
+            assert status == 200 and sorted(json.loads(body)["ids"]) == [f"c{i}" for i in range(8)]
+        owner = [r["node"] for r in rooms(a) + rooms(b) if r["room"] == "shared"]
+        assert owner in (["a"], ["b"]), owner  # listed once, by its owner
+        # Two senders, one per node: every client gets every message, in order, once.
+        count = 50
+        for n in range(count):
+            for i in (0, 1):
+                clients[i].write_message(json.dumps({"op": "broadcast", "message": [f"c{i}", n]}))
+        for client in clients:
+            got = []
+            while len(got) < 2 * count:
+                message = json.loads(await read(client))
+                if isinstance(message, list):
+                    got.append(message)
+            for sender in ("c0", "c1"):
+                assert [n for who, n in got if who == sender] == list(range(count))
+        # A client leaving on one node: the room (on its owner) and the others hear it.
+        clients[3].close()
+        left = json.loads(await read(clients[0]))
+        assert left == {"type": "left", "id": "c3", "code": 1005}, left
+        for client in clients:
+            client.close()
+        # HTTP requests alternating between the nodes reach the same room.
+        counts = [post(nodes[i % 2], "/parties/counter/alternate") for i in range(10)]
+        assert counts == [(200, {"count": n}) for n in range(1, 11)]
+        # A room on b calls a room owned by a (context.parties), by HTTP and by WebSocket.
+        assert post(a, "/parties/counter/callee") == (200, {"count": 1})
+        status, body = request(b.port, "GET", "/parties/caller/calling?room=callee")
+        assert (status, json.loads(body)) == (200, {"status": 200, "body": '{"count":2}'})
+        status, body = request(b.port, "GET", "/parties/caller/calling/socket?room=callee")
+        assert (status, json.loads(body)) == (200, {"first": "2", "second": "3"})
+        listed = {(r["room"], r["node"]) for r in rooms(a) + rooms(b)}
+        assert {("callee", "a"), ("calling", "b")} <= listed, listed
+
+
+async def read(client) -> str:
+    message = await asyncio.wait_for(client.read_message(), 10)
+    assert message is not None, (client.close_code, client.close_reason)
+    return message
+
+
+def rooms(server: ServerProcess) -> list[dict]:
+    status, body = request(server.port, "GET", "/party-api/rooms")
+    assert status == 200, body
+    return json.loads(body)["rooms"]
 
 
 async def test_a_paused_owner_cannot_write_and_its_clients_get_1012(tmp_path, redis_url):

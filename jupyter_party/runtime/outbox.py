@@ -152,3 +152,15 @@ class Outbox:
             self._flush()
         else:
             self._writing = False
+
+
+class Passthrough(Outbox):
+    """The send queue of a socket relayed from another node of a party cluster: each message
+    goes to that node at once, in the order of the room's broadcasts (which cross at once
+    too); the queue and its limit are that node's."""
+
+    __slots__ = ()
+
+    def put(self, message: Outgoing) -> None:
+        if not self.closed:
+            self._transport.write([message])

@@ -13,6 +13,11 @@ each room, reached through `storage` calls.
 Sockets are client sockets (Tornado WebSockets) or sockets that party code opened to another
 room (`room.context.parties[...].socket()`): those are relayed between the caller's session
 and the owner's, so a room is reached the same way from everywhere.
+
+In a party cluster (cluster.py) a room another node owns is reached through a link to that
+node, one more downlink here; on the owner, the sockets that node relays are sockets of its
+router with a `peer`: they join the room as one member per node (a *span*), so a broadcast
+crosses to each node once and is fanned out there.
 """
 
 from __future__ import annotations
@@ -23,16 +28,19 @@ import logging
 import time
 import zlib
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..protocol.codes import CloseCode
 from . import metrics
 from .errors import Overloaded
-from .http import Request, Response, request_to_wire, response_from_wire
-from .outbox import Outbox, Outgoing, Transport
+from .http import Request, Response, request_from_wire, request_to_wire, response_from_wire
+from .outbox import Outbox, Outgoing, Passthrough, Transport
 from .partylog import PartyLogs
 from .session import MESSAGE_COST, WINDOW
 from .tasks import spawn
+
+if TYPE_CHECKING:
+    from .cluster import Cluster
 
 log = logging.getLogger("jupyter_party")
 
@@ -67,6 +75,14 @@ class Downlink(Protocol):
     def socket_close(self, conn: int, code: int, reason: str) -> None: ...
 
 
+class Peer(Protocol):
+    """The node that relayed a socket to this one (cluster.py), as the router sees it."""
+
+    def joined(self, socket: Socket, span: int) -> None: ...
+    def broadcast(self, span: int, message: Outgoing, without: list[str]) -> None: ...
+    def ack(self, socket: Socket, cost: int) -> None: ...
+
+
 class Refused(Exception):
     """The room refused a socket: close it with `code` and this message."""
 
@@ -90,10 +106,12 @@ class Socket:
         "id",
         "opened",
         "outbox",
+        "peer",
         "received",
         "router",
         "sent",
         "share_id",
+        "span",
         "transport",
         "unacked",
         "waiter",
@@ -109,14 +127,17 @@ class Socket:
         transport: Transport,
         limit: int,
         share_id: str | None,
+        peer: Peer | None = None,
     ) -> None:
         self.router = router
         self.conn = conn
         self.id = id
         self.worker = worker
         self.transport = transport
-        self.outbox = Outbox(self, limit)
+        self.outbox = Outbox(self, limit) if peer is None else Passthrough(self, limit)
         self.share_id = share_id
+        self.peer = peer  # the node that relayed this socket here, if any
+        self.span: tuple[int, int] | None = None  # its room, if relayed
         self.group: dict[Socket, None] | None = None
         self.opened: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
         self.unacked = 0
@@ -152,6 +173,10 @@ class Router:
         self._shared: dict[str, int] = {}  # open sockets per share grant
         self._paused: dict[str, float] = {}  # party -> monotonic time it may run again
         self._reconnecting: dict[str, _Reconnects] = {}  # after a redeploy, by party
+        self._relays: set[int] = set()  # links to other nodes of the party cluster
+        self._spans: dict[tuple[int, int], dict[Peer, int]] = {}  # room -> relayed members
+        #: The party cluster this node belongs to, if any (it sets itself here).
+        self.cluster: Cluster | None = None
         #: Starts the workers on first use, if the host has not started them yet.
         self.starter: Callable[[], Awaitable[None]] | None = None
 
@@ -166,7 +191,8 @@ class Router:
         """Worker `worker` is gone: its sockets close with `code` (1011) and `reason`."""
         self._links[worker] = None
         self._ready[worker].clear()
-        metrics.ROOMS.labels(str(worker)).set(0)
+        if worker < self._workers:
+            metrics.ROOMS.labels(str(worker)).set(0)
         for key in [key for key in self._groups if key[0] == worker]:
             del self._groups[key]
         for socket in list(self._sockets.values()):
@@ -209,13 +235,22 @@ class Router:
             if not replace:
                 return None
             self.unhost(held, f"party {party!r} is now hosted by another kernel")
-        index = len(self._links)
-        self._links.append(None)
-        self._ready.append(asyncio.Event())
+        index = self._add_link()
         self._hosted[party], self._hosts[index] = index, party
         self._releases[index] = release
         self._unhosted.discard(party)
         return index
+
+    def add_relay(self) -> int:
+        """A place for links to another node of the party cluster: its index."""
+        index = self._add_link()
+        self._relays.add(index)
+        return index
+
+    def _add_link(self) -> int:
+        self._links.append(None)
+        self._ready.append(asyncio.Event())
+        return len(self._links) - 1
 
     def unhost(self, index: int, reason: str) -> None:
         """The kernel at `index` stopped hosting its party: the party's sockets close with
@@ -254,8 +289,10 @@ class Router:
         """Refuse events for `party` for a while (it keeps crashing its worker)."""
         self._paused[party] = time.monotonic() + seconds
 
-    async def _route(self, party: str, room: str) -> tuple[int, Downlink]:
-        """The worker that owns the room, and its link once it is ready. Raises Overloaded."""
+    async def _route(self, party: str, room: str, relay: bool = True) -> tuple[int, Downlink]:
+        """The worker that owns the room, and its link once it is ready; in a party cluster,
+        the link to the node owning it (unless not `relay`: an event relayed here by another
+        node, or a gate, runs here). Raises Overloaded."""
         until = self._paused.get(party)
         if until is not None:
             wait = until - time.monotonic()
@@ -267,12 +304,18 @@ class Router:
         if party in self._unhosted:
             raise Overloaded(f"party {party!r} is hosted by a kernel, which stopped: try again")
         worker = self.place(party, room)
+        if relay and self.cluster is not None and party not in self._hosted:
+            owner = await self.cluster.owner(party, room)
+            if owner is not None:
+                worker = owner
         return worker, await self._link(worker)
 
     async def _link(self, worker: int) -> Downlink:
         link = self._links[worker]
         if link is not None:
             return link
+        if worker in self._relays:
+            raise Overloaded("the node owning this room is gone: try again")
         if worker >= self._workers and worker not in self._hosts:
             raise Overloaded("the kernel hosting this party stopped: try again")
         if self.starter is not None:
@@ -288,19 +331,20 @@ class Router:
     async def admit(
         self, party: str, room: str, request: Request, kind: str, who: str
     ) -> dict[str, Any]:
-        """Run the party's gate for a socket (in the owner's worker): the answer holds the
-        `request` to open with, the party's own `response`, or a `refuse` (see Session)."""
-        answer: dict[str, Any] = await self._ask("admit", party, room, request, kind=kind, who=who)
+        """Run the party's gate for a socket (here, in the worker that placement gives the room,
+        even if another node owns it): the answer holds the `request` to open with, the
+        party's own `response`, or a `refuse` (see Session)."""
+        answer: dict[str, Any] = await self._ask(
+            "admit", party, room, request, relay=False, kind=kind, who=who
+        )
         return answer
 
-    async def _ask(self, op: str, party: str, room: str, request: Request, **args: Any) -> Any:
-        """Operation `op` about a request, in the worker that owns the room."""
-        _, link = await self._route(party, room)
-        args.update(party=party, room=room, request=request_to_wire(request))
-        result, body = await link.call(op, args, request.body)
-        if "response" in result:
-            result["response"] = response_from_wire(result["response"], body)
-        return result
+    async def _ask(
+        self, op: str, party: str, room: str, request: Request, relay: bool = True, **args: Any
+    ) -> Any:
+        """Operation `op` about a request, in the worker (or node) that owns the room."""
+        _, link = await self._route(party, room, relay)
+        return await _about(link, op, party, room, request, **args)
 
     async def open(
         self,
@@ -311,12 +355,15 @@ class Router:
         request: dict[str, Any],
         *,
         share_id: str | None,
-        send_buffer_limit: int,
+        send_buffer_limit: int = 1 << 62,
+        peer: Peer | None = None,
     ) -> Socket:
-        """Admit a socket to a room; returns once `on_connect` finished. Raises Refused."""
-        worker, link = await self._route(party, room)
+        """Admit a socket to a room; returns once `on_connect` finished. Raises Refused.
+        A socket relayed here by another node comes with its `peer` (its send buffer is
+        that node's)."""
+        worker, link = await self._route(party, room, relay=peer is None)
         self._conns += 1
-        socket = Socket(self, self._conns, id, worker, transport, send_buffer_limit, share_id)
+        socket = Socket(self, self._conns, id, worker, transport, send_buffer_limit, share_id, peer)
         self._sockets[socket.conn] = socket
         if share_id is not None:
             self._shared[share_id] = self._shared.get(share_id, 0) + 1
@@ -371,6 +418,14 @@ class Router:
         socket.outbox.mark_closed()
         if socket.group is not None:
             socket.group.pop(socket, None)
+        if socket.span is not None and socket.peer is not None:
+            span = self._spans[socket.span]
+            span[socket.peer] -= 1
+            if not span[socket.peer]:
+                del span[socket.peer]
+                if not span:
+                    del self._spans[socket.span]
+            socket.span = None
         if socket.access is not None:
             metrics.CONNECTIONS.labels(socket.access).dec()
             socket.access = None
@@ -382,24 +437,34 @@ class Router:
         for socket in list(self._sockets.values()):
             socket.outbox.close(CloseCode.GOING_AWAY, "server shutting down")
 
-    def close_shared(self, share_id: str, code: int, reason: str) -> None:
-        """Close every socket opened with share grant `share_id` (it was revoked)."""
+    def revoked(self, share_id: str) -> None:
+        """Share grant `share_id` was revoked: close every socket opened with it (4401)."""
         for socket in list(self._sockets.values()):
             if socket.share_id == share_id:
-                socket.outbox.close(code, reason)
+                socket.outbox.close(CloseCode.UNAUTHENTICATED, "share link revoked")
 
     # -- HTTP and admin operations ----------------------------------------------------------
 
     async def request(
-        self, party: str, room: str, request: Request, who: str, gate: bool = True
+        self,
+        party: str,
+        room: str,
+        request: Request,
+        who: str,
+        gate: bool = True,
+        relay: bool = True,
     ) -> Response:
-        """An HTTP request to a room: its gate (unless `gate` is False), then `on_request`."""
-        result = await self._ask("request", party, room, request, who=who, gate=gate)
-        if "refuse" in result:
-            status, _, message = result["refuse"]
-            return Response.json({"error": message}, status)
-        response: Response = result["response"]
-        return response
+        """An HTTP request to a room: its gate (unless `gate` is False), then `on_request`.
+        For a room another node owns, the gate runs here and the request is relayed."""
+        worker, link = await self._route(party, room, relay)
+        if gate and worker in self._relays:
+            verdict = await self._ask(
+                "admit", party, room, request, relay=False, kind="request", who=who
+            )
+            if "request" not in verdict:
+                return _answer(verdict)
+            request, gate = request_from_wire(verdict["request"], request.body), False
+        return _answer(await _about(link, "request", party, room, request, who=who, gate=gate))
 
     async def call(self, worker: int, op: str, **args: Any) -> Any:
         """Admin operation `op` in one worker; returns its result."""
@@ -481,9 +546,16 @@ class Router:
 
     def joined(self, worker: int, conn: int, room: int) -> None:
         socket = self._sockets.get(conn)
-        if socket is not None:
+        if socket is None:
+            return
+        if socket.peer is None:
             socket.group = self._groups.setdefault((worker, room), {})
             socket.group[socket] = None
+            return
+        socket.span = (worker, room)  # one member per node: its peer
+        span = self._spans.setdefault(socket.span, {})
+        span[socket.peer] = span.get(socket.peer, 0) + 1
+        socket.peer.joined(socket, worker << 32 | room)
 
     def opened(self, worker: int, conn: int, code: int, reason: str) -> None:
         socket = self._sockets.get(conn)
@@ -501,6 +573,10 @@ class Router:
             metrics.BYTES_OUT.inc(len(message.payload))
 
     def broadcast(self, worker: int, room: int, message: Outgoing, without: list[str]) -> None:
+        span = self._spans.get((worker, room))
+        if span:
+            for peer in span:
+                peer.broadcast(worker << 32 | room, message, without)
         group = self._groups.get((worker, room))
         if not group:
             return
@@ -532,6 +608,8 @@ class Router:
             waiter = socket.waiter
             if waiter is not None and socket.unacked <= WINDOW and not waiter.done():
                 waiter.set_result(None)
+            if socket.peer is not None:  # the relaying node holds the flow control
+                socket.peer.ack(socket, cost)
 
     def record(self, worker: int, party: str, room: str | None, kind: str, text: str) -> None:
         self.logs.record(party, room, kind, text)
@@ -616,6 +694,26 @@ class Router:
     def uplink(self, worker: int) -> Uplink:
         """Worker `worker`'s uplink, for an in-process session (`workers = 0`)."""
         return Uplink(self, worker)
+
+
+async def _about(
+    link: Downlink, op: str, party: str, room: str, request: Request, **args: Any
+) -> Any:
+    """Operation `op` about a request, on `link`: its result, with a `response` decoded."""
+    args.update(party=party, room=room, request=request_to_wire(request))
+    result, body = await link.call(op, args, request.body)
+    if "response" in result:
+        result["response"] = response_from_wire(result["response"], body)
+    return result
+
+
+def _answer(result: dict[str, Any]) -> Response:
+    """The response a room's gate or `on_request` gave (see Session)."""
+    if "refuse" in result:
+        status, _, message = result["refuse"]
+        return Response.json({"error": message}, status)
+    response: Response = result["response"]
+    return response
 
 
 def _hosted_elsewhere(name: str) -> dict[str, Any]:

@@ -8,7 +8,6 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from tornado import web
 
-from ..protocol.codes import CloseCode
 from ..protocol.names import InvalidName, RoomPath, split_room_path
 from ..runtime import metrics
 from ..runtime.channel import ChannelLost
@@ -94,7 +93,9 @@ class ShareHandler(_AdminHandler):
     async def delete(self, id: str) -> None:
         if not await self.parties.shares.revoke(id):
             raise web.HTTPError(404, "no such share link")
-        self.parties.router.close_shared(id, CloseCode.UNAUTHENTICATED, "share link revoked")
+        self.parties.router.revoked(id)
+        if self.parties.router.cluster is not None:  # and on every other node
+            await self.parties.router.cluster.revoked(id)
         metrics.SHARE_LINKS.labels("revoked").inc()
         self.set_status(204)
         self.finish()
