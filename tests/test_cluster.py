@@ -97,8 +97,11 @@ async def test_events_on_either_node_reach_the_room_s_one_instance(tmp_path, red
     room = "/parties/probe/shared"
     with node(tmp_path, "a", redis_url) as a, node(tmp_path, "b", redis_url) as b:
         nodes = (a, b)
-        # 8 clients alternating between the nodes: one instance holds them all.
-        clients = [await connect(nodes[i % 2], f"{room}?_pk=c{i}") for i in range(8)]
+        # 8 clients alternating between the nodes, all at once on a new room (both nodes race
+        # to claim it; the loser relays to the winner): one instance holds them all.
+        clients = await asyncio.gather(
+            *(connect(nodes[i % 2], f"{room}?_pk=c{i}") for i in range(8))
+        )
         welcomes = [json.loads(await read(client)) for client in clients]
         assert [w["id"] for w in welcomes] == [f"c{i}" for i in range(8)]
         assert len({w["instance"] for w in welcomes}) == 1, welcomes
@@ -126,9 +129,15 @@ async def test_events_on_either_node_reach_the_room_s_one_instance(tmp_path, red
         assert left == {"type": "left", "id": "c3", "code": 1005}, left
         for client in clients:
             client.close()
-        # HTTP requests alternating between the nodes reach the same room.
+        # HTTP requests alternating between the nodes reach the same room, at once or in turn.
         counts = [post(nodes[i % 2], "/parties/counter/alternate") for i in range(10)]
         assert counts == [(200, {"count": n}) for n in range(1, 11)]
+        raced = await asyncio.gather(
+            *(asyncio.to_thread(post, nodes[i % 2], "/parties/counter/raced") for i in range(6))
+        )
+        assert [status for status, _ in raced] == [200] * 6, raced
+        status, body = request(b.port, "GET", "/parties/counter/raced")
+        assert (status, json.loads(body)) == (200, {"count": 6})  # one room counted them all
         # A room on b calls a room owned by a (context.parties), by HTTP and by WebSocket.
         assert post(a, "/parties/counter/callee") == (200, {"count": 1})
         status, body = request(b.port, "GET", "/parties/caller/calling?room=callee")

@@ -361,17 +361,24 @@ class Router:
         """Admit a socket to a room; returns once `on_connect` finished. Raises Refused.
         A socket relayed here by another node comes with its `peer` (its send buffer is
         that node's)."""
-        worker, link = await self._route(party, room, relay=peer is None)
-        self._conns += 1
-        socket = Socket(self, self._conns, id, worker, transport, send_buffer_limit, share_id, peer)
-        self._sockets[socket.conn] = socket
-        if share_id is not None:
-            self._shared[share_id] = self._shared.get(share_id, 0) + 1
-        link.open(socket.conn, party, room, id, request, share_id)
-        code, reason = await socket.opened
-        if code:
+        relay, retried = peer is None, False
+        while True:
+            worker, link = await self._route(party, room, relay)
+            self._conns += 1
+            socket = Socket(
+                self, self._conns, id, worker, transport, send_buffer_limit, share_id, peer
+            )
+            self._sockets[socket.conn] = socket
+            if share_id is not None:
+                self._shared[share_id] = self._shared.get(share_id, 0) + 1
+            link.open(socket.conn, party, room, id, request, share_id)
+            code, reason = await socket.opened
+            if not code:
+                break
             self._forget(socket)
-            raise Refused(code, reason)
+            if retried or not (code == CloseCode.OVERLOADED and self._raced(worker, relay)):
+                raise Refused(code, reason)
+            retried = True
         if self._sockets.get(socket.conn) is socket:
             socket.access = request["access"]
             metrics.CONNECTIONS.labels(socket.access).inc()
@@ -379,6 +386,11 @@ class Router:
         if waiting is not None:
             waiting.came_back()
         return socket
+
+    def _raced(self, worker: int, relay: bool) -> bool:
+        """Whether a "try again" from local `worker` may come from another node having
+        claimed the room since it was routed here: then the event is routed once more."""
+        return relay and self.cluster is not None and worker not in self._relays
 
     def message(self, socket: Socket, data: str | bytes) -> asyncio.Future[None] | None:
         """A message from a socket; a future when the socket should not be read further until
@@ -456,15 +468,22 @@ class Router:
     ) -> Response:
         """An HTTP request to a room: its gate (unless `gate` is False), then `on_request`.
         For a room another node owns, the gate runs here and the request is relayed."""
-        worker, link = await self._route(party, room, relay)
-        if gate and worker in self._relays:
-            verdict = await self._ask(
-                "admit", party, room, request, relay=False, kind="request", who=who
-            )
-            if "request" not in verdict:
-                return _answer(verdict)
-            request, gate = request_from_wire(verdict["request"], request.body), False
-        return _answer(await _about(link, "request", party, room, request, who=who, gate=gate))
+        retried = False
+        while True:
+            worker, link = await self._route(party, room, relay)
+            asked = request
+            if gate and worker in self._relays:
+                verdict = await self._ask(
+                    "admit", party, room, request, relay=False, kind="request", who=who
+                )
+                if "request" not in verdict:
+                    return _answer(verdict)
+                asked = request_from_wire(verdict["request"], request.body)
+            args = {"who": who, "gate": gate and worker not in self._relays}
+            response = _answer(await _about(link, "request", party, room, asked, **args))
+            if retried or not (response.status == 503 and self._raced(worker, relay)):
+                return response
+            retried = True
 
     async def call(self, worker: int, op: str, **args: Any) -> Any:
         """Admin operation `op` in one worker; returns its result."""
