@@ -137,6 +137,9 @@ class Load:
         self.spec = spec
         self.host = spec.get("host", "127.0.0.1")
         self.port = spec["port"]
+        # A party cluster's nodes: connections alternate between them (first on `port`).
+        self.ports = spec.get("ports") or [self.port]
+        self.opened = 0
         self.prefix = spec["prefix"]  # e.g. "/parties/bcast/"
         self.query = spec.get("query", "")
         self.headers = spec.get("headers", {})
@@ -149,8 +152,10 @@ class Load:
 
     async def connect(self, room: str) -> Client:
         loop = asyncio.get_running_loop()
-        client = Client(self.host, self.port, self.url(room), self.headers)
-        await loop.create_connection(lambda: client, self.host, self.port)
+        port = self.ports[self.opened % len(self.ports)]
+        self.opened += 1
+        client = Client(self.host, port, self.url(room), self.headers)
+        await loop.create_connection(lambda: client, self.host, port)
         await asyncio.wait_for(client.opened, CONNECT_TIMEOUT)
         self.clients.append(client)
         return client

@@ -28,6 +28,7 @@ import resource
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,12 +51,14 @@ PIP_NEEDS = {  # module -> requirement
 # -- scenarios ---------------------------------------------------------------------------------
 
 BCAST = ("jupyter-party", "tornado-naive", "node-ws", "partykit-dev")
+CLUSTER = "jupyter-party-cluster2"
 # jupyter-party's variants: the main one is `jupyter-party` (workers = 1, the default).
 # name -> `--workers` (None: not given, the default, 1 worker process).
 PARTY_VARIANTS: dict[str, int | None] = {
     "jupyter-party": None,
     "jupyter-party-inproc": 0,  # rooms in the server process itself: no isolation
     "jupyter-party-workers2": 2,
+    CLUSTER: None,  # two nodes of a party cluster on one redis-server (cluster_nodes.py)
 }
 FANOUT = (*BCAST, "jupyter-party-inproc")
 SERVER_CORES, LOADGEN_CORE = "0", "1"
@@ -200,6 +203,56 @@ SCENARIOS = [
         quick_servers=("jupyter-party", "jupyter-party-workers2"),
         quiet_wait=30.0,
     ),
+    Scenario(
+        "cluster_fanout",
+        "party cluster: fan-out of 1 sender (on the room's owner) to 100 receivers split over "
+        "two nodes, against one node, 3 rounds",
+        "fanout",
+        "bcast",
+        ("jupyter-party", CLUSTER),
+        {"receivers": 100, "senders": 1, "messages": 2000, "rounds": 1, "timeout": 60, **ROUNDS3},
+        {"receivers": 6, "senders": 1, "messages": 20, "rounds": 1, "timeout": 20, **ROUNDS1},
+        "deliveries_per_s",
+        extra=("loadgen_cpu_pct", "server_cpu_pct", "others_cpu_pct", "spread_pct"),
+    ),
+    Scenario(
+        "cluster_paced",
+        "party cluster: paced latency, 1 sender at 50 msg/s to 100 receivers split over two "
+        "nodes, against one node, 5 s x 3",
+        "paced",
+        "bcast",
+        ("jupyter-party", CLUSTER),
+        {"receivers": 100, "rate": 50, "seconds": 5, **ROUNDS3},
+        {"receivers": 6, "rate": 50, "seconds": 0.5, **ROUNDS1},
+        "p99_ms",
+        higher_is_better=False,
+        extra=("p50_ms", "max_ms", "loadgen_cpu_pct", "server_cpu_pct", "others_cpu_pct"),
+    ),
+    Scenario(
+        "cluster_coldstart",
+        "party cluster: 1,000 new rooms opened through node A and B alternately (connect, "
+        "message, echo), 50 at a time",
+        "coldstart",
+        "bcast",
+        ("jupyter-party", CLUSTER),
+        {"rooms": 1000, "concurrency": 50},
+        {"rooms": 20, "concurrency": 5},
+        "rooms_per_s",
+        extra=("p50_ms", "p99_ms", "loadgen_cpu_pct", "server_cpu_pct"),
+    ),
+    Scenario(
+        "cluster_takeover",
+        "party cluster: kill -9 of a room's owner, until the other node serves the room "
+        "(lease_ttl 10 s, the default), 3 times",
+        "takeover",
+        "bcast",
+        (CLUSTER,),
+        {"rounds": 3},
+        {"rounds": 1},
+        "takeover_s",
+        higher_is_better=False,
+        extra=("rounds", "lease_ttl_s"),
+    ),
 ]
 BY_NAME = {s.name: s for s in SCENARIOS}
 
@@ -220,6 +273,10 @@ TARGETS = [
     ("idle_10k", None, "held", 10000),
     ("coldstart", None, ">=", 500.0),
     ("crdt", "pycrdt-websocket", "ratio>=", 2.0),
+    # Issue #12: a party cluster of two nodes on this machine.
+    ("cluster_fanout", CLUSTER, "gain>=", 0.5),  # the cross-node hop must not dominate
+    ("cluster_coldstart", CLUSTER, ">=", 500.0),
+    ("cluster_takeover", CLUSTER, "<=", 11.0),  # lease_ttl + 1 s
 ]
 
 # -- setup -------------------------------------------------------------------------------------
@@ -268,8 +325,33 @@ def pinned(cores: int | str) -> list[str]:
     return []
 
 
+def party_command(port: int, storage: str) -> list[str]:
+    """`jupyter party serve` of the benchmark parties on `port`."""
+    return [
+        sys.executable,
+        "-m",
+        "jupyter_party.cli",
+        "serve",
+        "--parties",
+        str(HERE / "parties"),
+        "--port",
+        str(port),
+        "--ip",
+        "127.0.0.1",
+        "--storage",
+        storage,
+        "--allow-root",
+        f"--IdentityProvider.token={TOKEN}",
+        "--ServerApp.open_browser=False",
+        # The baselines have no inbound rate limit; the default (100 msg/s per
+        # connection, burst 200) would close a blasting sender. Off, like theirs.
+        "--PartyApp.rate_limit_messages=0",
+        "--PartyApp.rate_limit_bytes=0",
+    ]
+
+
 def is_party(name: str) -> bool:
-    """jupyter-party itself or one of its variants (workers = 0, workers = 2)."""
+    """jupyter-party itself or one of its variants (workers = 0, workers = 2, a cluster)."""
     return name in PARTY_VARIANTS
 
 
@@ -289,33 +371,18 @@ class ServerProcess:
         # `python -m jupyter_party.runtime.worker`, inherit it), whatever is installed.
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         cwd = HERE
+        self.ports = [self.port]
         if is_party(name):
             for d in ("DATA", "RUNTIME", "CONFIG"):
                 (workdir / "jupyter" / d.lower()).mkdir(parents=True, exist_ok=True)
                 env[f"JUPYTER_{d}_DIR"] = str(workdir / "jupyter" / d.lower())
-            argv = [
-                sys.executable,
-                "-m",
-                "jupyter_party.cli",
-                "serve",
-                "--parties",
-                str(HERE / "parties"),
-                "--port",
-                str(self.port),
-                "--ip",
-                "127.0.0.1",
-                "--storage",
-                f"sqlite:///{workdir / 'rooms.db'}",
-                "--allow-root",
-                f"--IdentityProvider.token={TOKEN}",
-                "--ServerApp.open_browser=False",
-                # The baselines have no inbound rate limit; the default (100 msg/s per
-                # connection, burst 200) would close a blasting sender. Off, like theirs.
-                "--PartyApp.rate_limit_messages=0",
-                "--PartyApp.rate_limit_bytes=0",
-            ]
+            argv = party_command(self.port, f"sqlite:///{workdir / 'rooms.db'}")
             if PARTY_VARIANTS[name] is not None:
                 argv += ["--workers", str(PARTY_VARIANTS[name])]
+            if name == CLUSTER:  # node a on `port` (the launcher's readiness), node b
+                self.ports = [self.port, free_port()]
+                spec = {"ports": self.ports, "workdir": str(workdir)}
+                argv = [sys.executable, str(HERE / "cluster_nodes.py"), json.dumps(spec)]
             self.headers = {"Authorization": f"token {TOKEN}"}
             self.prefix = f"/parties/{party}/"
         elif name == "tornado-naive":
@@ -468,7 +535,6 @@ def calibrate_burn(ms: float) -> tuple[int, float]:
     tries, refined twice), given to every server alike; and the ms it costs. CPU time, not wall
     time: on a busy machine the wall clock also counts the time the loop was descheduled."""
     import importlib.util
-    import statistics
 
     _this_checkout_first()
     spec = importlib.util.spec_from_file_location("_burn", HERE / "parties" / "burn.py")
@@ -769,9 +835,12 @@ def measure(
 ) -> dict[str, Any]:
     """One run of the load generator against a started server."""
     quiet = wait_for_quiet(scenario.quiet_wait) if scenario.quiet_wait else {}
+    if scenario.loadgen == "takeover":
+        return measure_takeover(server, load["rounds"])
     spec = {
         "scenario": scenario.loadgen,
         "port": server.port,
+        "ports": server.ports,
         "prefix": server.prefix,
         "headers": server.headers,
         "server_pids": [server.pid],
@@ -792,6 +861,56 @@ def measure(
     if prof is not None and prof.exists():
         result["profile"] = summarize_profile(prof)
     return result
+
+
+def measure_takeover(server: ServerProcess, rounds: int) -> dict[str, Any]:
+    """Kill -9 the node owning a room (its whole process group), then ask the other node for
+    the room until it serves it (503 while the dead node's lease lasts): seconds, per round.
+    The launcher starts a fresh pair of nodes for each round (cluster_nodes.py)."""
+    times, generation = [], -1
+    for r in range(rounds):
+        nodes = _cluster_nodes(server.workdir / "nodes.json", generation)
+        generation = nodes["generation"]
+        room = f"/parties/bcast/takeover-{r}"
+        a, b = nodes["nodes"]
+        if _post(a["port"], room) == 503:
+            raise RuntimeError("node a does not serve the room")
+        os.killpg(a["pid"], signal.SIGKILL)
+        killed = time.monotonic()
+        while _post(b["port"], room) == 503:
+            if time.monotonic() - killed > 60:
+                raise RuntimeError("the room was not taken over within 60 s")
+        times.append(time.monotonic() - killed)
+        os.kill(server.pid, signal.SIGUSR1)  # the launcher starts a fresh node a
+    return {
+        "takeover_s": statistics.median(times),
+        "rounds": [round(t, 2) for t in times],
+        "lease_ttl_s": nodes["lease_ttl"],
+    }
+
+
+def _cluster_nodes(path: Path, after: int, timeout: float = 60.0) -> dict[str, Any]:
+    """The launcher's nodes (cluster_nodes.py), once a generation after `after` is ready."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(FileNotFoundError):
+            nodes: dict[str, Any] = json.loads(path.read_text())
+            if nodes["generation"] > after:
+                return nodes
+        time.sleep(0.1)
+    raise RuntimeError(f"the cluster's nodes were not ready within {timeout} s")
+
+
+def _post(port: int, path: str) -> int:
+    """POST `path` to a node: its HTTP status."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("POST", path, headers={"Authorization": f"token {TOKEN}"})
+        response = conn.getresponse()
+        response.read()
+        return response.status
+    finally:
+        conn.close()
 
 
 def show(scenario: Scenario, result: dict[str, Any]) -> None:
@@ -820,8 +939,8 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             if got is not None and kind.startswith("gain"):
                 got = round(1 / got, 3)
             ok = got is not None and (got >= value if kind.endswith(">=") else got <= value)
-        else:
-            got = jp.get(res["metric"])
+        else:  # an absolute figure: jupyter-party's, or the named variant's
+            got = res["servers"].get(baseline or "jupyter-party", {}).get(res["metric"])
             ok = got is not None and (got >= value if kind == ">=" else got <= value)
         if kind.startswith("gain"):
             label = f"{scenario}: {res['metric']} {baseline} / jupyter-party >= {value}"
