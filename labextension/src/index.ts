@@ -32,6 +32,7 @@ interface IRoom {
   party: string;
   room: string;
   connections: number;
+  node?: string; // in a party cluster: the node owning the room
   last_activity: number; // epoch seconds of the room's last event
   messages_in: number; // since the instance started
   messages_out: number;
@@ -286,6 +287,7 @@ export class PartiesPanel extends Widget {
         item.append(
           el('span', { className: 'jp-party-name' }, `${room.party}/${room.room}`),
           el('span', { className: 'jp-party-connections' }, ` ${n} connection${n === 1 ? '' : 's'}`),
+          ...(room.node ? [el('span', { className: 'jp-party-node' }, ` on node ${room.node}`)] : []),
           el(
             'span',
             { className: 'jp-party-activity' },
