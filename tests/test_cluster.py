@@ -123,6 +123,12 @@ async def test_events_on_either_node_reach_the_room_s_one_instance(tmp_path, red
                     got.append(message)
             for sender in ("c0", "c1"):
                 assert [n for who, n in got if who == sender] == list(range(count))
+        # An error in the room (on its owner) is in the party's log on both nodes.
+        clients[1].write_message(json.dumps({"op": "raise", "text": "seen everywhere"}))
+        assert json.loads(await read(clients[1]))["type"] == "error"
+        for server in nodes:
+            records = await party_log(server, "probe", "seen everywhere")
+            assert {r["node"] for r in records} == set(owner), records
         # A client leaving on one node: the room (on its owner) and the others hear it.
         clients[3].close()
         left = json.loads(await read(clients[0]))
@@ -146,6 +152,21 @@ async def test_events_on_either_node_reach_the_room_s_one_instance(tmp_path, red
         assert (status, json.loads(body)) == (200, {"first": "2", "second": "3"})
         listed = {(r["room"], r["node"]) for r in rooms(a) + rooms(b)}
         assert {("callee", "a"), ("calling", "b")} <= listed, listed
+
+
+async def party_log(server: ServerProcess, party: str, text: str) -> list[dict]:
+    """The records of the party's log on `server` that contain `text`, once there are some."""
+    after = 0
+    while True:
+        path = f"/party-api/parties/{party}/logs?after={after}&wait=10"
+        status, body = await asyncio.to_thread(request, server.port, "GET", path)
+        assert status == 200, body
+        answer = json.loads(body)
+        assert answer["next"] > after, f"no record with {text!r} on port {server.port}"
+        found = [r for r in answer["records"] if text in r["text"]]
+        if found:
+            return found
+        after = answer["next"]
 
 
 async def read(client) -> str:

@@ -16,12 +16,17 @@ a duplicate (a publish retried after a broken connection) is dropped, and a gap 
 So does a node that stops answering: a publish that reaches nobody, or nothing heard for
 `lease_ttl` (idle links ping every `lease_ttl / 4`). An ended link closes its relayed sockets
 with 1012, and their clients reconnect: a loss is reported, never skipped over.
+
+Two more channels carry what every node must know: share grants revoked (their sockets close
+on every node) and party log records (each node's log of a party shows the whole cluster's;
+the last records of each party also stay in Redis for nodes that start later).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import time
@@ -33,6 +38,7 @@ from .errors import Overloaded
 from .http import Response, request_from_wire, response_to_wire
 from .leases import Leases
 from .outbox import Outgoing
+from .partylog import MAX_RECORDS
 from .redis_storage import PREFIX, connect
 from .router import Refused
 from .tasks import spawn
@@ -46,6 +52,8 @@ log = logging.getLogger("jupyter_party")
 
 CHANNEL = PREFIX + "node:"  # + a node's name: what other nodes relay to it
 REVOKED = PREFIX + "revoked"  # share grants revoked on one node, closed on every node
+LOGS = PREFIX + "logs"  # each party log record, as it is made on any node
+LOG = PREFIX + "log:"  # + a party's name: its most recent records (MAX_RECORDS)
 RETRY = 1.0  # seconds before subscribing again after Redis was lost
 
 _DOWN = b"D"  # from the relaying node's link, to the owner's peer
@@ -66,10 +74,11 @@ class Cluster:
         self._ends: dict[bytes, _End] = {}  # by link id: links from here, peers to here
         self._links: dict[str, _Link] = {}  # by owner node
         self._slots: dict[str, int] = {}  # owner node -> the router index of its links
-        self._out: list[tuple[str, bytes, _End | None]] = []
+        self._out: list[tuple[str, tuple[Any, ...], _End | None]] = []  # Redis commands
         self._pending = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         router.cluster = self
+        router.logs.node, router.logs.shared = node, self._shared_log
 
     def start(self) -> None:
         """Listen on this node's channel, publish what links send, keep links alive."""
@@ -115,7 +124,18 @@ class Cluster:
     # -- publishing: one ordered writer, so each link's messages keep their order ----------
 
     def send(self, node: str, message: bytes, end: _End | None) -> None:
-        self._out.append((node, message, end))
+        self._command("publish", CHANNEL + node, message, end=end)
+
+    def _shared_log(self, party: str, room: str | None, kind: str, text: str) -> None:
+        """A party log record made here: to every node now, and to the party's bounded
+        history in Redis (read by nodes that start later)."""
+        record = json.dumps([self.node, party, room, kind, text])
+        self._command("rpush", LOG + party, record)
+        self._command("ltrim", LOG + party, -MAX_RECORDS, -1)
+        self._command("publish", LOGS, record)
+
+    def _command(self, name: str, *args: Any, end: _End | None = None) -> None:
+        self._out.append((name, args, end))
         self._pending.set()
 
     async def _publish(self) -> None:
@@ -125,17 +145,17 @@ class Cluster:
             batch, self._out = self._out, []
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for node, message, _ in batch:
-                        pipe.publish(CHANNEL + node, message)
-                    heard = await pipe.execute()
+                    for name, args, _ in batch:
+                        getattr(pipe, name)(*args)
+                    results = await pipe.execute()
             except Exception as error:
                 for _, _, end in batch:
                     if end is not None:
                         end.end(f"the party cluster's Redis cannot be reached ({error})")
                 continue
-            for (node, _, end), listeners in zip(batch, heard, strict=True):
+            for (_, _, end), listeners in zip(batch, results, strict=True):
                 if end is not None and not listeners:
-                    end.end(f"node {node!r} does not answer")
+                    end.end(f"node {end.node!r} does not answer")
 
     async def _drain(self) -> None:
         while self._out or self._pending.is_set():
@@ -144,10 +164,14 @@ class Cluster:
     # -- receiving ------------------------------------------------------------------------
 
     async def _subscribe(self) -> None:
+        history = True
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(CHANNEL + self.node, REVOKED)
+                    await pubsub.subscribe(CHANNEL + self.node, REVOKED, LOGS)
+                    if history:  # the party logs so far, from every node, once
+                        await self._read_logs()
+                        history = False
                     while True:
                         message = await pubsub.get_message(
                             ignore_subscribe_messages=True, timeout=1
@@ -164,9 +188,22 @@ class Cluster:
                     end.end("the party cluster's Redis connection was lost")
                 await asyncio.sleep(RETRY)
 
+    async def _read_logs(self) -> None:
+        async for key in self._redis.scan_iter(match=LOG + "*"):
+            for record in await self._redis.lrange(key, 0, -1):
+                self._log(record)
+
+    def _log(self, record: bytes) -> None:
+        node, party, room, kind, text = json.loads(record)
+        if node != self.node:
+            self.router.logs[party].append(kind, room, text, node)
+
     def _received(self, channel: str, data: bytes) -> None:
         if channel == REVOKED:
             self.router.revoked(data.decode())
+            return
+        if channel == LOGS:
+            self._log(data)
             return
         head, _, frames = data.partition(b"\n")
         id, role, seq, sender = head.split(b" ", 3)

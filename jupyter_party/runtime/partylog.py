@@ -16,6 +16,7 @@ import sys
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
@@ -41,6 +42,7 @@ class Record:
     room: str | None
     kind: str  # "print", "log" or "error"
     text: str
+    node: str | None = None  # in a party cluster: the node the record was made on
 
 
 class PartyLog:
@@ -51,9 +53,9 @@ class PartyLog:
         self._seq = 0
         self._waiters: list[asyncio.Future[None]] = []
 
-    def append(self, kind: str, room: str | None, text: str) -> None:
+    def append(self, kind: str, room: str | None, text: str, node: str | None = None) -> None:
         self._seq += 1
-        self.records.append(Record(self._seq, time.time(), room, kind, text))
+        self.records.append(Record(self._seq, time.time(), room, kind, text, node))
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():
@@ -80,7 +82,11 @@ class PartyLog:
 
 
 class PartyLogs(dict[str, PartyLog]):
-    """Every party's log, created on first use."""
+    """Every party's log, created on first use. In a party cluster, `node` names this node
+    and `shared` sends each record made here to the other nodes (cluster.py)."""
+
+    node: str | None = None
+    shared: Callable[[str, str | None, str, str], None] | None = None
 
     def __missing__(self, party: str) -> PartyLog:
         log = self[party] = PartyLog()
@@ -88,7 +94,9 @@ class PartyLogs(dict[str, PartyLog]):
 
     def record(self, party: str, room: str | None, kind: str, text: str) -> None:
         """Append one record to `party`'s log."""
-        self[party].append(kind, room, text)
+        self[party].append(kind, room, text, self.node)
+        if self.shared is not None:
+            self.shared(party, room, kind, text)
 
 
 def error_text(hook: str, error: BaseException) -> str:
