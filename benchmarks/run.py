@@ -836,7 +836,7 @@ def measure(
     """One run of the load generator against a started server."""
     quiet = wait_for_quiet(scenario.quiet_wait) if scenario.quiet_wait else {}
     if scenario.loadgen == "takeover":
-        return measure_takeover(server, load["rounds"])
+        return {**server.tree(), **measure_takeover(server, load["rounds"])}
     spec = {
         "scenario": scenario.loadgen,
         "port": server.port,

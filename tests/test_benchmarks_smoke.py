@@ -22,13 +22,22 @@ SCENARIOS = {
     "idle_10k": "kb_per_connection",
     "storage": "puts_per_s",
     "cpu": "messages_per_s",
+    "cluster_fanout": "deliveries_per_s",
+    "cluster_paced": "p99_ms",
+    "cluster_coldstart": "rooms_per_s",
+    "cluster_takeover": "takeover_s",
 }
+CLUSTER = "jupyter-party-cluster2"  # two nodes and their redis-server, one process tree
 # jupyter-party's variants by scenario: rooms in the server process (workers = 0), 2 workers.
 VARIANTS = {
     "fanout_1": "jupyter-party-inproc",
     "paced": "jupyter-party-inproc",
     "fanout_10": "jupyter-party-inproc",
     "cpu": "jupyter-party-workers2",
+    "cluster_fanout": CLUSTER,
+    "cluster_paced": CLUSTER,
+    "cluster_coldstart": CLUSTER,
+    "cluster_takeover": CLUSTER,
 }
 
 
@@ -49,13 +58,16 @@ def test_benchmarks_quick(tmp_path):
         scenario = document["scenarios"][name]
         assert scenario["metric"] == metric
         servers = scenario["servers"]
-        assert "jupyter-party" in servers, name
+        assert "jupyter-party" in servers or name == "cluster_takeover", name
         if name in ("fanout_1", "coldstart", "paced", "fanout_10"):
             assert "tornado-naive" in servers, name  # a baseline that needs no install
         if name in VARIANTS:
             assert VARIANTS[name] in servers, name
         # The server's whole process tree is measured: with workers, the worker(s) too.
-        assert servers["jupyter-party"]["server_processes"] >= 2, name
+        measured = servers.get("jupyter-party") or servers[CLUSTER]
+        assert measured["server_processes"] >= 2, name
+        if CLUSTER in servers and name != "cluster_takeover":  # redis, 2 x (node + worker)
+            assert servers[CLUSTER]["server_processes"] >= 5, servers[CLUSTER]
         for server, result in servers.items():
             where = f"{name}/{server}: {result}"
             assert "error" not in result, where
