@@ -154,6 +154,46 @@ async def test_events_on_either_node_reach_the_room_s_one_instance(tmp_path, red
         assert {("callee", "a"), ("calling", "b")} <= listed, listed
 
 
+async def test_a_relay_drops_duplicates_and_ends_at_a_gap(tmp_path, redis_url):
+    """Pub/sub may duplicate (a retried publish) or lose messages: a duplicate is dropped, a
+    gap ends the relay and its clients are closed with 1012 (they reconnect)."""
+    room = "/parties/counter/relayed"
+    with node(tmp_path, "a", redis_url) as a, node(tmp_path, "b", redis_url) as b:
+        assert post(a, room) == (200, {"count": 1})  # a owns the room
+        async with aioredis.Redis.from_url(redis_url) as spy, spy.pubsub() as pubsub:
+            await pubsub.subscribe("jp:node:a")  # what b relays to a
+            client = await connect(b, room)
+            assert await read(client) == "1"
+            client.write_message("increment")
+            assert await read(client) == "2"
+            while b"increment" not in (captured := await relayed(pubsub)):
+                pass
+            await spy.publish("jp:node:a", captured)  # the same message again: dropped
+            client.write_message("increment")
+            assert await read(client) == "3"
+            # Relayed after both increments, on the same link: 4 (a duplicate would make 5).
+            assert post(b, room) == (200, {"count": 4})
+            assert await read(client) == "4"  # its broadcast
+            link, role, seq, sender = captured.partition(b"\n")[0].split(b" ", 3)
+            gap = b"%s %s %d %s\n" % (link, role, int(seq) + 100, sender)
+            await spy.publish("jp:node:a", gap)
+            assert await asyncio.wait_for(client.read_message(), 10) is None
+            assert client.close_code == 1012, (client.close_code, client.close_reason)
+        again = await connect(b, room)  # a new relay
+        assert await read(again) == "4"
+        again.close()
+    assert "messages from node 'b' were lost" in a.log()
+
+
+async def relayed(pubsub) -> bytes:
+    """The next message on the subscribed channel (get_message answers None for the
+    subscription's confirmation, or after its timeout)."""
+    deadline = time.monotonic() + 10
+    while (message := await pubsub.get_message(ignore_subscribe_messages=True, timeout=1)) is None:
+        assert time.monotonic() < deadline, "b relayed nothing to a"
+    return message["data"]
+
+
 async def party_log(server: ServerProcess, party: str, text: str) -> list[dict]:
     """The records of the party's log on `server` that contain `text`, once there are some."""
     after = 0
