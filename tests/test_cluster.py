@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import time
+from typing import Any
 
 import redis.asyncio as aioredis
 from test_process import TEST_PARTIES, TOKEN, ServerProcess, request, serve_process
@@ -209,6 +210,18 @@ async def party_log(server: ServerProcess, party: str, text: str) -> list[dict]:
         after = answer["next"]
 
 
+async def reconnect(server: ServerProcess, path: str) -> tuple[Any, str]:
+    """Connect as PartyKit's clients do: again after a 1012, until the room answers. Returns
+    the socket and its first message."""
+    deadline = time.monotonic() + 10
+    while True:
+        client = await connect(server, path)
+        first = await asyncio.wait_for(client.read_message(), 10)
+        if first is not None:
+            return client, first
+        assert client.close_code == 1012 and time.monotonic() < deadline, client.close_reason
+
+
 async def read(client) -> str:
     message = await asyncio.wait_for(client.read_message(), 10)
     assert message is not None, (client.close_code, client.close_reason)
@@ -259,13 +272,18 @@ async def connect(server: ServerProcess, path: str):
 
 async def test_redis_stopped_and_restarted_during_traffic(tmp_path, new_redis):
     redis = new_redis()
-    with node(tmp_path, "a", redis.url) as a:
+    with node(tmp_path, "a", redis.url) as a, node(tmp_path, "b", redis.url) as b:
         live = await connect(a, "/parties/counter/live")
         assert await live.read_message() == "0"
         live.write_message("increment")
         assert await live.read_message() == "1"
+        relayed = await connect(b, "/parties/counter/live")  # through Redis, to a
+        assert await read(relayed) == "1"
         assert post(a, "/parties/counter/http") == (200, {"count": 1})
         redis.stop(signal.SIGKILL)
+        # The relay went through Redis: its client is told at once (1012), and reconnects.
+        assert await asyncio.wait_for(relayed.read_message(), LEASE_TTL + 5) is None
+        assert relayed.close_code == 1012, (relayed.close_code, relayed.close_reason)
         # New rooms are refused with 503 (1013), saying why; the server keeps running.
         status, body = post(a, "/parties/counter/fresh")
         assert status == 503 and "Redis cannot be reached" in body["error"], body
@@ -280,6 +298,10 @@ async def test_redis_stopped_and_restarted_during_traffic(tmp_path, new_redis):
         again = await connect(a, "/parties/counter/live")
         assert await again.read_message() == "1"
         again.close()
+        # Through b too, once both nodes listen on Redis again (a client reconnects meanwhile).
+        relayed, first = await reconnect(b, "/parties/counter/live")
+        assert first == "1"
+        relayed.close()
     log = a.log()
     assert "cannot claim the lease of counter/fresh in Redis" in log
     assert "room leases not renewed" in log
