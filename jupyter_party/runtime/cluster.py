@@ -76,6 +76,8 @@ class Cluster:
         self._slots: dict[str, int] = {}  # owner node -> the router index of its links
         self._out: list[tuple[str, tuple[Any, ...], _End | None]] = []  # Redis commands
         self._pending = asyncio.Event()
+        self._idle = asyncio.Event()  # nothing left to publish
+        self._idle.set()
         self._tasks: list[asyncio.Task[None]] = []
         router.cluster = self
         router.logs.node, router.logs.shared = node, self._shared_log
@@ -85,11 +87,11 @@ class Cluster:
         self._tasks = [spawn(self._subscribe()), spawn(self._publish()), spawn(self._keep())]
 
     async def close(self) -> None:
+        """End every link (the other nodes are told), publish what is queued, disconnect."""
         for end in list(self._ends.values()):
             end.end("this node is stopping")
-        await asyncio.sleep(0)  # the close frames and resets are queued: publish them
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._drain(), 2)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._idle.wait(), 2)
         for task in self._tasks:
             task.cancel()
         await self._redis.aclose()
@@ -136,6 +138,7 @@ class Cluster:
 
     def _command(self, name: str, *args: Any, end: _End | None = None) -> None:
         self._out.append((name, args, end))
+        self._idle.clear()
         self._pending.set()
 
     async def _publish(self) -> None:
@@ -143,23 +146,26 @@ class Cluster:
             await self._pending.wait()
             self._pending.clear()
             batch, self._out = self._out, []
-            try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for name, args, _ in batch:
-                        getattr(pipe, name)(*args)
-                    results = await pipe.execute()
-            except Exception as error:
-                for _, _, end in batch:
-                    if end is not None:
-                        end.end(f"the party cluster's Redis cannot be reached ({error})")
-                continue
-            for (_, _, end), listeners in zip(batch, results, strict=True):
-                if end is not None and not listeners:
-                    end.end(f"node {end.node!r} does not answer")
+            await self._run(batch)
+            if not self._out:
+                self._idle.set()
 
-    async def _drain(self) -> None:
-        while self._out or self._pending.is_set():
-            await asyncio.sleep(0.01)
+    async def _run(self, batch: list[tuple[str, tuple[Any, ...], _End | None]]) -> None:
+        """One pipeline, in order; a link whose message reached nobody, or could not be
+        sent, ends."""
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for name, args, _ in batch:
+                    getattr(pipe, name)(*args)
+                results = await pipe.execute()
+        except Exception as error:
+            for _, _, end in batch:
+                if end is not None:
+                    end.end(f"the party cluster's Redis cannot be reached ({error})")
+            return
+        for (_, _, end), listeners in zip(batch, results, strict=True):
+            if end is not None and not listeners:
+                end.end(f"node {end.node!r} does not answer")
 
     # -- receiving ------------------------------------------------------------------------
 
