@@ -25,6 +25,8 @@ from tornado.websocket import websocket_connect
 
 from conftest import require
 
+pytest_plugins = ["redis_support"]  # its fixture redis_url: the panel test runs a cluster node
+
 CHROMIUM = os.environ.get("JUPYTER_PARTY_CHROMIUM", "/usr/bin/chromium")
 require(Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM} (apt-get install chromium)")
 require(find_spec("playwright") is not None, "playwright is not installed (pip install playwright)")
@@ -76,8 +78,9 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def jupyter_lab(env: dict[str, str], workdir: Path):
-    """Start `jupyter lab`; yield its URL once it says it is running; stop it after."""
+async def jupyter_lab(env: dict[str, str], workdir: Path, *options: str):
+    """Start `jupyter lab` (storage in `workdir`, unless `options` say otherwise); yield its
+    URL once it says it is running; stop it after."""
     port = free_port()
     url = f"http://127.0.0.1:{port}{BASE}"
     process = await asyncio.create_subprocess_exec(
@@ -89,7 +92,7 @@ async def jupyter_lab(env: dict[str, str], workdir: Path):
         "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
         "--LabApp.extension_manager=readonly",  # no PyPI queries from the test server
         f"--PartyApp.parties_dir={PARTIES}",
-        f"--PartyApp.storage_url=sqlite:///{workdir / 'rooms.db'}",
+        *(options or [f"--PartyApp.storage_url=sqlite:///{workdir / 'rooms.db'}"]),
         env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     log: list[str] = []
@@ -145,9 +148,11 @@ async def test_labextension_is_listed_enabled(lab_env):
     assert re.search(r"^\s*jupyter-party v\S+ enabled\s+OK", text, re.M), text
 
 
-async def test_parties_panel_lists_a_live_room_and_shares_it(lab_env, tmp_path):
+async def test_parties_panel_lists_a_live_room_and_shares_it(lab_env, tmp_path, redis_url):
     ARTIFACTS.mkdir(exist_ok=True)
-    async with jupyter_lab(lab_env, tmp_path) as url:
+    # A node of a party cluster (of one): the panel shows the node owning each room.
+    cluster = (f"--PartyApp.redis_url={redis_url}", "--PartyApp.node_name=lab-node")
+    async with jupyter_lab(lab_env, tmp_path, *cluster) as url:
         ws_url = url.replace("http", "ws", 1) + f"parties/probe/labroom?token={TOKEN}"
         ws = await websocket_connect(ws_url)
         try:
@@ -200,6 +205,7 @@ async def check_panel(url: str, ws) -> None:
             await expect(party).to_be_visible(timeout=TIMEOUT_MS)
             room = panel.locator('.jp-party-room[data-party="probe"][data-room="labroom"]')
             await expect(room).to_contain_text("1 connection", timeout=TIMEOUT_MS)
+            await expect(room).to_contain_text("on node lab-node")
             worker = panel.locator(".jp-party-worker")  # the worker process running the rooms
             await expect(worker).to_contain_text(re.compile(r"worker 0 pid \d+, 0 restarts"))
             await page.screenshot(path=ARTIFACTS / "lab-02-parties-panel.png")
