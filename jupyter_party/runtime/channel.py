@@ -23,7 +23,7 @@ from ..protocol.wire import Frame
 from .outbox import Outgoing
 
 if TYPE_CHECKING:
-    from .router import Router
+    from .router import Downlink, Router
 
 log = logging.getLogger("jupyter_party")
 
@@ -262,33 +262,12 @@ class WorkerLink:
             log.error("party worker %d sent an unexpected frame %d", worker, kind)
 
 
-class Served(Protocol):
-    """What a `SessionLink` dispatches frames to: a worker's session, or (cluster.py) the
-    peer that serves the sockets another node relays to this one."""
-
-    def open(
-        self,
-        conn: int,
-        party: str,
-        room: str,
-        id: str,
-        request: dict[str, Any],
-        share_id: str | None,
-    ) -> None: ...
-    def message(self, conn: int, data: str | bytes) -> None: ...
-    def closed(self, conn: int, code: int, reason: str) -> None: ...
-    async def call(self, op: str, args: dict[str, Any], payload: bytes = b"") -> Any: ...
-    def socket_opened(self, conn: int, code: int, reason: str) -> None: ...
-    def socket_send(self, conn: int, message: Outgoing) -> None: ...
-    def socket_close(self, conn: int, code: int, reason: str) -> None: ...
-
-
 class SessionLink:
     """The worker's end of its channel: its session's `Uplink`, and the dispatcher of frames
     from the server process to that session."""
 
     def __init__(self) -> None:
-        self.session: Served | None = None
+        self.session: Downlink | None = None  # a Session, or a cluster's peer
         self.channel = Channel(self._received)
         self.hello: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
 

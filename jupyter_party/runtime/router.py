@@ -56,7 +56,8 @@ def placement(party: str, room: str, workers: int) -> int:
 
 
 class Downlink(Protocol):
-    """A session as the router sees it: in process (workers = 0), or a worker's channel."""
+    """A session as the router sees it: in process (workers = 0), or a worker's channel (or
+    another node's, in a party cluster)."""
 
     def open(
         self,
