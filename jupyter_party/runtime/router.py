@@ -575,7 +575,7 @@ class Router:
         socket.span = (worker, room)  # one member per node: its peer
         span = self._spans.setdefault(socket.span, {})
         span[socket.peer] = span.get(socket.peer, 0) + 1
-        socket.peer.joined(socket, worker << 32 | room)
+        socket.peer.joined(socket, _span(worker, room))
 
     def opened(self, worker: int, conn: int, code: int, reason: str) -> None:
         socket = self._sockets.get(conn)
@@ -596,7 +596,7 @@ class Router:
         span = self._spans.get((worker, room))
         if span:
             for peer in span:
-                peer.broadcast(worker << 32 | room, message, without)
+                peer.broadcast(_span(worker, room), message, without)
         group = self._groups.get((worker, room))
         if not group:
             return
@@ -714,6 +714,11 @@ class Router:
     def uplink(self, worker: int) -> Uplink:
         """Worker `worker`'s uplink, for an in-process session (`workers = 0`)."""
         return Uplink(self, worker)
+
+
+def _span(worker: int, room: int) -> int:
+    """How a room is named to the other nodes its relayed sockets came from."""
+    return worker << 32 | room
 
 
 async def _about(
