@@ -124,6 +124,13 @@ async def test_events_on_either_node_reach_the_room_s_one_instance(tmp_path, red
                     got.append(message)
             for sender in ("c0", "c1"):
                 assert [n for who, n in got if who == sender] == list(range(count))
+        # `without` leaves out a client on each node; the next broadcast reaches everyone.
+        skipped = {"op": "broadcast", "message": "skipped", "without": ["c2", "c3"]}
+        clients[0].write_message(json.dumps(skipped))
+        clients[0].write_message(json.dumps({"op": "broadcast", "message": "everyone"}))
+        for i, client in enumerate(clients):
+            expected = ["everyone"] if i in (2, 3) else ["skipped", "everyone"]
+            assert [await read(client) for _ in expected] == expected, i
         # An error in the room (on its owner) is in the party's log on both nodes.
         clients[1].write_message(json.dumps({"op": "raise", "text": "seen everywhere"}))
         assert json.loads(await read(clients[1]))["type"] == "error"
