@@ -122,13 +122,17 @@ def connect(url: str) -> Any:
     A connection idle for a second is checked before use, and a command that fails on a broken
     connection is sent once more on a new one, so the first command after Redis restarted does
     not fail on a dead socket. (Should Redis have run a batch whose reply was lost, running it
-    again writes the same values; only ``delete()``'s count of existing keys may differ.)
+    again writes the same values; only ``delete()``'s count of existing keys may differ.) A
+    Redis that cannot be reached at all (a partition, not a refusal) fails a connection after
+    5 s, instead of the operating system's minutes.
     """
     import redis.asyncio as redis
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
-    return redis.Redis.from_url(url, health_check_interval=1, retry=Retry(NoBackoff(), 1))
+    return redis.Redis.from_url(
+        url, health_check_interval=1, retry=Retry(NoBackoff(), 1), socket_connect_timeout=5
+    )
 
 
 def room_name(scope: Scope) -> str:
