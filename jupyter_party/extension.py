@@ -80,13 +80,13 @@ class PartyApp(ExtensionApp):
     redis_url = Unicode(
         "",
         help="`redis://host:port/db`: the servers sharing this Redis form one party cluster, "
-        "where each room has one owner (a lease in Redis, renewed while the room lives). See "
-        "docs/scale-out.md.",
+        "where each room has one owner (a lease in Redis, renewed while the room lives) and "
+        "any node serves any room (relaying to its owner). See docs/scale-out.md.",
     ).tag(config=True)
     lease_ttl = Float(
         10.0,
         help="Seconds a room's lease outlives its owner: a node that dies or pauses loses its "
-        "rooms to another node after this long.",
+        "rooms to another node after this long (and relays to a node silent this long end).",
     ).tag(config=True)
     node_name = Unicode(
         help="This server's name in the party cluster (default: `hostname:pid`).",
