@@ -77,12 +77,17 @@ async def test_one_owner_shared_links_and_take_over_after_kill_9(tmp_path, redis
         assert post(b, room) == (200, {"count": 6})  # a owns the room: b relays to it
         relayed = await connect(b, room)  # a WebSocket too
         assert await relayed.read_message() == "6"
-        # A share link made on a opens its room on b; revoked on a, it is refused on b.
+        # A share link made on a opens its room on b; revoked on a, it is refused on b, and
+        # the guest's socket on b is closed (4401).
         status, grant = post(a, "/party-api/share", {"party": "counter", "room": "shared"})
         assert status == 201, grant
         shared = f"/parties/counter/shared?share_token={grant['token']}"
         assert guest_get(b, shared) == (200, b'{"count":0}')
+        guest = await websocket_connect(f"ws://127.0.0.1:{b.port}{shared}")
+        assert await read(guest) == "0"
         assert request(a.port, "DELETE", f"/party-api/share/{grant['id']}")[0] == 204
+        assert await asyncio.wait_for(guest.read_message(), 10) is None
+        assert (guest.close_code, guest.close_reason) == (4401, "share link revoked")
         assert guest_get(b, shared)[0] == 401
         a.kill()  # kill -9 of the owner (server and workers)
         killed = time.monotonic()
