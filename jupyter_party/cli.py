@@ -165,7 +165,11 @@ def _admin(args: argparse.Namespace) -> None:
                     print(f"{'':<20} failed to load: {party['error'].strip().splitlines()[-1]}")
         elif args.command == "rooms":
             for room in rooms(args.party, **where):
-                print(f"{room['party']:<20} {room['room']:<30} {room['connections']} connection(s)")
+                node = f" on node {room['node']}" if room.get("node") else ""
+                print(
+                    f"{room['party']:<20} {room['room']:<30} {room['connections']} "
+                    f"connection(s){node}"
+                )
         elif args.command == "undeploy":
             closed = undeploy(args.party, **where)
             print(f"party {args.party!r} undeployed ({closed} client(s) closed)")
@@ -194,7 +198,8 @@ async def _print_logs(info, party: str, follow: bool) -> None:
         for record in records:
             when = time.strftime("%H:%M:%S", time.localtime(record["time"]))
             room = record["room"] or "-"
-            print(f"{when} {room} {record['kind']}: {record['text']}", flush=True)
+            node = f"[{record['node']}] " if record.get("node") else ""  # in a party cluster
+            print(f"{when} {node}{room} {record['kind']}: {record['text']}", flush=True)
         if not follow:
             return
 

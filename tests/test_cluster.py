@@ -10,6 +10,8 @@ import http.client
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from typing import Any
 
@@ -165,6 +167,9 @@ async def test_events_on_either_node_reach_the_room_s_one_instance(tmp_path, red
         assert (status, json.loads(body)) == (200, {"first": "2", "second": "3"})
         listed = {(r["room"], r["node"]) for r in rooms(a) + rooms(b)}
         assert {("callee", "a"), ("calling", "b")} <= listed, listed
+        # The admin commands say which node: its rooms, and where each log record was made.
+        assert "callee" in (listed := cli(a, "rooms", "counter")) and "on node a" in listed
+        assert f"[{owner[0]}] shared error: " in cli(b if owner == ["a"] else a, "logs", "probe")
 
 
 async def test_a_relay_drops_duplicates_and_ends_at_a_gap(tmp_path, redis_url):
@@ -220,6 +225,15 @@ async def party_log(server: ServerProcess, party: str, text: str) -> list[dict]:
         if found:
             return found
         after = answer["next"]
+
+
+def cli(server: ServerProcess, *command: str) -> str:
+    """`jupyter party COMMAND` against `server`: what it printed."""
+    where = ("--server", f"http://127.0.0.1:{server.port}/", "--token", TOKEN)
+    argv = [sys.executable, "-m", "jupyter_party.cli", *command, *where]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
 
 
 async def reconnect(server: ServerProcess, path: str) -> tuple[Any, str]:
