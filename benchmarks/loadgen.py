@@ -64,6 +64,7 @@ class Client(asyncio.Protocol):
         self.tag: Any = None
         self.sent = 0  # perf_counter_ns of the last message sent (the cpu scenario)
         self.on_frames: Callable[[Client, list[bytes]], None] | None = None
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -71,6 +72,8 @@ class Client(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if not self.lost.done():
+            self.lost.set_result(None)
         if not self.opened.done():
             self.opened.set_exception(ConnectionError(f"connection lost: {exc}"))
 
@@ -130,6 +133,14 @@ class Client(asyncio.Protocol):
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """The closing handshake: a close frame (1000), then the server's, then its FIN."""
+        self.send((1000).to_bytes(2, "big"), CLOSE)
+        try:
+            await asyncio.wait_for(asyncio.shield(self.lost), timeout)
+        finally:
+            self.abort()
 
 
 class Load:
@@ -481,6 +492,89 @@ class Load:
             **w.cpu,
         }
 
+    async def churn(self) -> dict[str, Any]:
+        """Sessions open and close for `seconds`: `concurrency` workers, half in plain rooms
+        (connect, a message, its echo, close), half in Y rooms (connect, sync step 1, the
+        server's first frame, an update, close), each worker in a room of its own, which
+        therefore opens and closes with each session. The server tree's RSS is sampled every
+        `sample_s`; after `warmup_s`, the least-squares slope of RSS over sessions done is the
+        growth per 10,000 sessions, over the whole measured span and over each of its halves
+        (flat: the halves agree)."""
+        spec = self.spec
+        seconds, warmup = spec["seconds"], spec["warmup_s"]
+        y_prefix = spec.get("y_prefix", self.prefix)
+        y_update = bytes.fromhex(spec["y_update"])
+        loop = asyncio.get_running_loop()
+        counts = {"plain": 0, "y": 0, "failed": 0}
+        stop_at = loop.time() + seconds
+        step1 = b"\x00\x00\x01\x00"  # sync step 1 with an empty state vector
+        update = b"\x00\x02" + varuint(len(y_update)) + y_update
+
+        async def session(kind: str, room: str) -> None:
+            got = loop.create_future()
+            client = Client(self.host, self.port, room, self.headers)
+            await loop.create_connection(lambda: client, self.host, self.port)
+            client.on_frames = lambda c, p: got.done() or got.set_result(None)
+            try:
+                await asyncio.wait_for(client.opened, CONNECT_TIMEOUT)
+                if kind == "plain":
+                    client.send(b"hello")
+                else:
+                    client.send(step1, BINARY)
+                await asyncio.wait_for(got, CONNECT_TIMEOUT)
+                if kind == "y":
+                    client.send(update, BINARY)
+                await client.close()
+            finally:
+                client.abort()
+
+        async def worker(index: int) -> None:
+            kind = "plain" if index % 2 == 0 else "y"
+            prefix = self.prefix if kind == "plain" else y_prefix
+            room = f"{prefix}churn-{os.getpid()}-{index}{self.query}"
+            while loop.time() < stop_at:
+                try:
+                    await session(kind, room)
+                    counts[kind] += 1
+                except (OSError, TimeoutError):
+                    counts["failed"] += 1
+
+        samples: list[tuple[float, int, int]] = []  # (seconds since start, sessions, rss)
+
+        async def sampler() -> None:
+            start = loop.time()
+            while loop.time() < stop_at:
+                done = counts["plain"] + counts["y"]
+                samples.append((loop.time() - start, done, self.server.rss()))
+                await asyncio.sleep(spec["sample_s"])
+
+        with self.window() as w:
+            await asyncio.gather(sampler(), *[worker(i) for i in range(spec["concurrency"])])
+        measured = [(n, rss) for t, n, rss in samples if t >= warmup]
+        half = len(measured) // 2
+        per_10k = lambda points: slope(points) * 10_000 / 2**20  # noqa: E731
+        sessions = counts["plain"] + counts["y"]
+        return {
+            "sessions": sessions,
+            "plain_sessions": counts["plain"],
+            "y_sessions": counts["y"],
+            "lost": counts["failed"],
+            "sessions_per_s": sessions / w.wall,
+            "measured_sessions": measured[-1][0] - measured[0][0] if measured else 0,
+            "mib_per_10k_sessions": per_10k(measured),
+            "mib_per_10k_first_half": per_10k(measured[: half + 1]),
+            "mib_per_10k_second_half": per_10k(measured[half:]),
+            "rss_start_mb": samples[0][2] / 2**20 if samples else None,
+            "rss_warm_mb": measured[0][1] / 2**20 if measured else None,
+            "rss_end_mb": samples[-1][2] / 2**20 if samples else None,
+            # a few points of the curve: (seconds, sessions, MiB)
+            "curve": [
+                (round(t), n, round(r / 2**20, 2))
+                for t, n, r in samples[:: max(1, len(samples) // 20)]
+            ],
+            **w.cpu,
+        }
+
     async def cpu(self) -> dict[str, Any]:
         """`clients_per_room` clients in each of the rooms `room_names` (a CPU-bound party: each
         message costs its handler ~2 ms of Python, then the room gets the reply). Closed loop:
@@ -642,6 +736,16 @@ def varuint(n: int) -> bytes:
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+def slope(points: list[tuple[int, int]]) -> float:
+    """Least-squares slope of y over x (0 with fewer than two distinct x)."""
+    if len(points) < 2:
+        return 0.0
+    mx = sum(x for x, _ in points) / len(points)
+    my = sum(y for _, y in points) / len(points)
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
 
 
 def pct(sorted_values: list[float], p: float) -> float | None:

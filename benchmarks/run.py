@@ -200,6 +200,29 @@ SCENARIOS = [
         quick_servers=("jupyter-party", "jupyter-party-workers2"),
         quiet_wait=30.0,
     ),
+    Scenario(
+        "churn",
+        "sessions open and close (8 at a time, half plain rooms, half Y rooms), 30 min; "
+        "RSS growth per 10,000 sessions after 5 min of warm-up",
+        "churn",
+        "bcast",
+        ("jupyter-party", "tornado-naive"),
+        {"seconds": 1800, "warmup_s": 300, "concurrency": 8, "sample_s": 5},
+        {"seconds": 3, "warmup_s": 1, "concurrency": 4, "sample_s": 0.2},
+        "mib_per_10k_sessions",
+        higher_is_better=False,
+        timeout=3600.0,
+        extra=(
+            "mib_per_10k_first_half",
+            "mib_per_10k_second_half",
+            "sessions",
+            "sessions_per_s",
+            "rss_warm_mb",
+            "rss_end_mb",
+            "server_cpu_pct",
+            "others_cpu_pct",
+        ),
+    ),
 ]
 BY_NAME = {s.name: s for s in SCENARIOS}
 
@@ -220,6 +243,8 @@ TARGETS = [
     ("idle_10k", None, "held", 10000),
     ("coldstart", None, ">=", 500.0),
     ("crdt", "pycrdt-websocket", "ratio>=", 2.0),
+    # Issue #15.
+    ("churn", None, "<=", 0.2),
 ]
 
 # -- setup -------------------------------------------------------------------------------------
@@ -442,6 +467,15 @@ def make_updates(path: Path, n: int) -> None:
     path.write_bytes(b"".join(len(u).to_bytes(4, "big") + u for u in updates))
 
 
+def y_update() -> bytes:
+    """One small Yjs update (a client types a word); applying it again changes nothing."""
+    from pycrdt import Doc, Text
+
+    doc = Doc()
+    doc.get("text", type=Text).insert(0, "churn")
+    return doc.get_update()
+
+
 def run_loadgen(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
     argv = [*pinned(LOADGEN_CORE), sys.executable, str(HERE / "loadgen.py"), json.dumps(spec)]
     out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=HERE)
@@ -589,6 +623,7 @@ def run_scenario(
     profile: bool,
     shared: dict[str, ServerProcess],
     env_extra: dict[str, str] | None = None,
+    churn_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Each server starts fresh for each scenario; with --quick, `shared` keeps them running
     across scenarios (jupyter-party serves every party from one process) to save start-ups.
@@ -596,6 +631,10 @@ def run_scenario(
     round after round (the median round counts): load from elsewhere on the machine, which
     comes and goes, then weighs on each server alike."""
     sizes = dict(scenario.quick if quick else scenario.full)
+    if scenario.loadgen == "churn" and churn_seconds:  # --churn-seconds
+        sizes["seconds"] = churn_seconds
+        sizes["warmup_s"] = min(sizes["warmup_s"], churn_seconds / 6)
+        scenario = dataclasses.replace(scenario, timeout=churn_seconds + 600)
     if quick:
         scenario = dataclasses.replace(scenario, quiet_wait=0.0)  # a smoke test: no waiting
     out: dict[str, Any] = {"what": scenario.what, "metric": scenario.metric, "sizes": sizes}
@@ -604,6 +643,8 @@ def run_scenario(
     if scenario.loadgen == "crdt":
         load["updates_file"] = str(workdir / "updates.bin")
         make_updates(Path(load["updates_file"]), load.pop("updates"))
+    if scenario.loadgen == "churn":
+        load["y_update"] = y_update().hex()
     if sizes.get("interleaved_rounds"):
         out["servers"] = run_interleaved(
             scenario, servers, quick, workdir, profile, shared, env_extra, load
@@ -777,6 +818,8 @@ def measure(
         "server_pids": [server.pid],
         **load,
     }
+    if scenario.loadgen == "churn":  # its Y rooms: party ydoc (a baseline: the same path)
+        spec["y_prefix"] = "/parties/ydoc/" if is_party(server.name) else server.prefix
     if scenario.loadgen == "cpu":
         spec["room_names"] = [f"burn-{i}" for i in range(load["rooms"])]
     prof_path = HERE / "results" / f"profile-{scenario.name}-{server.name}.txt"
@@ -904,7 +947,7 @@ def run_all(
             servers.append(name)
         print(f"{scenario.name}: {scenario.what}", flush=True)
         results[scenario.name] = run_scenario(
-            scenario, servers, args.quick, tmp, args.profile, shared, env_extra
+            scenario, servers, args.quick, tmp, args.profile, shared, env_extra, args.churn_seconds
         )
         if scenario.loadgen == "cpu":
             results[scenario.name]["work_per_message"] = burn
@@ -922,6 +965,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=HERE / "results" / "latest.json")
     parser.add_argument("--no-install", action="store_true", help="skip what is not installed")
     parser.add_argument("--profile", action="store_true", help="py-spy the jupyter-party server")
+    parser.add_argument(
+        "--churn-seconds", type=float, help="duration of the churn scenario (default: 30 min)"
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)  # stop every server on SIGTERM too
 
