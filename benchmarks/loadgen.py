@@ -492,6 +492,39 @@ class Load:
             **w.cpu,
         }
 
+    async def stream(self) -> dict[str, Any]:
+        """One client sends `rate` messages/s for `seconds` into room `room` (in bursts every
+        10 ms), and waits for the room's broadcast of each (the widgets benchmark: a console
+        is open on the same room meanwhile)."""
+        spec = self.spec
+        client = await self.connect(spec["room"])
+        loop = asyncio.get_running_loop()
+        state = {"echoed": 0, "target": round(spec["rate"] * spec["seconds"])}
+        done = loop.create_future()
+
+        def on_frames(client: Client, payloads: list[bytes]) -> None:
+            state["echoed"] += sum(1 for p in payloads if p.startswith(b"load "))
+            if state["echoed"] >= state["target"] and not done.done():
+                done.set_result(None)
+
+        client.on_frames = on_frames
+        with self.window() as w:
+            start, sent = loop.time(), 0
+            while sent < state["target"]:
+                due = min(state["target"], round((loop.time() - start) * spec["rate"]) + 1)
+                client.send_many([b"load %d" % k for k in range(sent, due)])
+                sent = due
+                await asyncio.sleep(0.01)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done, 30)
+        return {
+            "sent": sent,
+            "lost": sent - state["echoed"],
+            "messages_per_s": sent / w.wall,
+            "seconds": w.wall,
+            **w.cpu,
+        }
+
     async def churn(self) -> dict[str, Any]:
         """Sessions open and close for `seconds`: `concurrency` workers, half in plain rooms
         (connect, a message, its echo, close), half in Y rooms (connect, sync step 1, the
