@@ -16,6 +16,7 @@ import base64
 import contextlib
 import json
 import os
+import random
 import resource
 import statistics
 import sys
@@ -65,6 +66,8 @@ class Client(asyncio.Protocol):
         self.sent = 0  # perf_counter_ns of the last message sent (the cpu scenario)
         self.on_frames: Callable[[Client, list[bytes]], None] | None = None
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.close_code = 1006  # until the server's close frame says otherwise
+        self.closing = False  # we sent the close frame first
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -114,8 +117,13 @@ class Client(asyncio.Protocol):
                 payloads.append(data[i + h : i + h + length])
             elif opcode == PING:
                 self.transport.write(client_frame(data[i + h : i + h + length], PONG))
-            elif opcode == CLOSE:
+            elif opcode == CLOSE:  # the server's: answer it (unless we started), hang up
                 self.closed = True
+                body = data[i + h : i + h + min(length, 2)]
+                self.close_code = int.from_bytes(body, "big") if len(body) == 2 else 1005
+                if not self.closing:
+                    self.transport.write(client_frame(body, CLOSE))
+                self.transport.close()
             i += h + length
         if i < n:
             self.buf = data[i:]
@@ -136,6 +144,7 @@ class Client(asyncio.Protocol):
 
     async def close(self, timeout: float = 10.0) -> None:
         """The closing handshake: a close frame (1000), then the server's, then its FIN."""
+        self.closing = True
         self.send((1000).to_bytes(2, "big"), CLOSE)
         try:
             await asyncio.wait_for(asyncio.shield(self.lost), timeout)
@@ -524,6 +533,128 @@ class Load:
             "seconds": w.wall,
             **w.cpu,
         }
+
+    async def storm(self) -> dict[str, Any]:
+        """Reconnect storm: `clients` in one room, then an `event` closes them all: `redeploy`
+        (the party's source posted again: its rooms stop, clients get 1012) or `kill` (the
+        runner kills the server with SIGKILL and starts it again, told on stdin/stdout). Every
+        client reconnects by its `policy`; once the event has happened, a prober broadcasts a
+        numbered message every 100 ms. Figure: seconds from the event until every client has
+        received one of them (it is back in the room, and the room works); `lost`: clients
+        that had not after `timeout`.
+
+        Policies: `jupyter-party` (its RoomClient: after 1012 at once, within 0-50 ms; after a
+        failure 0.1 s doubling to 5 s, x0.5-1 jitter) and `partysocket` (its defaults: a
+        first delay of 1-5 s, random per socket, then x1.3 per failure up to 10 s)."""
+        spec = self.spec
+        n, policy, event = spec["clients"], spec["policy"], spec["event"]
+        loop = asyncio.get_running_loop()
+        room = f"storm-{os.getpid()}"
+        url = self.url(room)
+        state: dict[str, Any] = {"after": False, "back": {}, "attempts": 0, "t0": 0.0}
+        all_back = loop.create_future()
+
+        def delay(attempt: int, code: int, first: float) -> float:
+            if policy == "partysocket":
+                return min(first * 1.3 ** max(attempt - 1, 0), 10.0)
+            if code == 1012 and attempt == 1:
+                return random.uniform(0, 0.05)
+            return min(0.1 * 2 ** (attempt - 1), 5.0) * random.uniform(0.5, 1.0)
+
+        def on_frames(client: Client, payloads: list[bytes]) -> None:
+            if state["after"] and client.tag not in state["back"]:
+                if any(p.startswith(b"after ") for p in payloads):
+                    state["back"][client.tag] = loop.time() - state["t0"]
+                    if len(state["back"]) == n and not all_back.done():
+                        all_back.set_result(None)
+
+        async def member(index: int | None, joined: asyncio.Future[Client]) -> None:
+            """One reconnecting client (index None: the prober)."""
+            first, attempt = 1.0 + 4.0 * random.random(), 0
+            while True:
+                client = Client(self.host, self.port, url, self.headers)
+                client.tag, client.on_frames = index, (on_frames if index is not None else None)
+                state["attempts"] += 1
+                try:
+                    await loop.create_connection(lambda: client, self.host, self.port)
+                    await asyncio.wait_for(client.opened, CONNECT_TIMEOUT)
+                except (OSError, ConnectionError, TimeoutError):
+                    client.abort()
+                    attempt += 1
+                    await asyncio.sleep(delay(attempt, 1006, first))
+                    continue
+                if not joined.done():
+                    joined.set_result(client)
+                else:
+                    sessions[index] = client
+                await client.lost
+                attempt = 1  # after a connection that lasted: the first retry
+                await asyncio.sleep(delay(attempt, client.close_code, first))
+
+        sessions: dict[int | None, Client] = {}
+        joins = [loop.create_future() for _ in range(n + 1)]
+        tasks = [loop.create_task(member(i, joins[i])) for i in range(n)]
+        tasks.append(loop.create_task(member(None, joins[n])))
+        try:
+            clients = await asyncio.wait_for(asyncio.gather(*joins), 300)
+            sessions.update({c.tag: c for c in clients})
+            if missing := await self.all_in_room([sessions[None]], clients[:n], 60):
+                raise RuntimeError(f"warm-up never reached {missing} of the clients")
+            for client in clients[:n]:
+                client.on_frames = on_frames
+            before = state["attempts"]
+            # The event.
+            if event == "redeploy":
+                state["t0"] = loop.time()
+                status = await loop.run_in_executor(None, self.redeploy)
+            else:
+                print("READY", flush=True)  # the runner kills the server, says KILLED
+                line = await loop.run_in_executor(None, sys.stdin.readline)
+                state["t0"] = loop.time()
+                status = line.strip()
+            state["after"] = True
+            k = 0
+            with self.window() as w:
+                while not all_back.done() and loop.time() - state["t0"] < spec["timeout"]:
+                    prober = sessions.get(None)
+                    if prober is not None and not prober.closed:
+                        prober.send(b"after %d" % k)
+                        k += 1
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(all_back), 0.1)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for client in sessions.values():
+                client.abort()
+        times = sorted(state["back"].values())
+        return {
+            "clients": n,
+            "event": event,
+            "event_status": status,
+            "policy": policy,
+            "lost": n - len(times),
+            "all_back_s": times[-1] if len(times) == n else None,
+            "p50_back_s": pct(times, 50),
+            "p99_back_s": pct(times, 99),
+            "reconnect_attempts": state["attempts"] - before,
+            "probes_sent": k,
+            **w.cpu,
+        }
+
+    def redeploy(self) -> str:
+        """POST the party's source again (a comment changed): the server reloads the party."""
+        import urllib.request
+
+        source = self.spec["party_source"] + f"\n# redeployed {time.time()}\n"
+        request = urllib.request.Request(
+            f"http://{self.host}:{self.port}/party-api/parties/{self.spec['party']}",
+            data=json.dumps({"source": source}).encode(),
+            method="POST",
+            headers={**self.headers, "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return f"{response.status} {response.read(200).decode(errors='replace')}"
 
     async def churn(self) -> dict[str, Any]:
         """Sessions open and close for `seconds`: `concurrency` workers, half in plain rooms

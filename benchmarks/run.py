@@ -24,6 +24,7 @@ import http.client
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -31,6 +32,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,6 +86,8 @@ class Scenario:
     # be quiet (see wait_for_quiet); figures taken on a busy machine are flagged.
     quiet_wait: float = 0.0
 
+
+STORM_EXTRA = ("p50_back_s", "p99_back_s", "reconnect_attempts", "lost")
 
 SCENARIOS = [
     Scenario(
@@ -223,6 +227,32 @@ SCENARIOS = [
             "others_cpu_pct",
         ),
     ),
+    Scenario(
+        "storm_redeploy",
+        "reconnect storm: 5,000 clients in one room, the party redeployed (1012 to all): "
+        "seconds until every client is back and got a message sent after it",
+        "storm",
+        "bcast",
+        ("jupyter-party",),
+        {"clients": 5000, "event": "redeploy", "policy": "jupyter-party", "timeout": 60},
+        {"clients": 30, "event": "redeploy", "policy": "jupyter-party", "timeout": 30},
+        "all_back_s",
+        higher_is_better=False,
+        extra=STORM_EXTRA,
+    ),
+    Scenario(
+        "storm_kill",
+        "reconnect storm: 5,000 clients in one room, the server killed (SIGKILL) and started "
+        "again; clients with partysocket's backoff",
+        "storm",
+        "bcast",
+        ("jupyter-party",),
+        {"clients": 5000, "event": "kill", "policy": "partysocket", "timeout": 90},
+        {"clients": 30, "event": "kill", "policy": "partysocket", "timeout": 60},
+        "all_back_s",
+        higher_is_better=False,
+        extra=(*STORM_EXTRA, "restart_s"),
+    ),
 ]
 BY_NAME = {s.name: s for s in SCENARIOS}
 
@@ -245,6 +275,7 @@ TARGETS = [
     ("crdt", "pycrdt-websocket", "ratio>=", 2.0),
     # Issue #15.
     ("churn", None, "<=", 0.2),
+    ("storm_redeploy", None, "<=", 3.0),
 ]
 
 # -- setup -------------------------------------------------------------------------------------
@@ -315,6 +346,8 @@ class ServerProcess:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
         cwd = HERE
         if is_party(name):
+            # A copy: a redeploy (the storm scenario) writes the party's file into it.
+            shutil.copytree(HERE / "parties", workdir / "parties", dirs_exist_ok=True)
             for d in ("DATA", "RUNTIME", "CONFIG"):
                 (workdir / "jupyter" / d.lower()).mkdir(parents=True, exist_ok=True)
                 env[f"JUPYTER_{d}_DIR"] = str(workdir / "jupyter" / d.lower())
@@ -324,7 +357,7 @@ class ServerProcess:
                 "jupyter_party.cli",
                 "serve",
                 "--parties",
-                str(HERE / "parties"),
+                str(workdir / "parties"),
                 "--port",
                 str(self.port),
                 "--ip",
@@ -436,6 +469,19 @@ class ServerProcess:
             "server_cores_same_for_all": len(affinities) == 1,
         }
 
+    def kill(self) -> None:
+        """SIGKILL to the whole process group (the server and its workers), at once."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def errors_since(self, offset: int) -> list[str]:
+        """Error lines the server logged after byte `offset` of its log."""
+        with open(self.log_path, "rb") as log:
+            log.seek(offset)
+            text = log.read().decode(errors="replace")
+        return [line for line in text.splitlines() if re.search(r"Traceback|\[E |ERROR", line)]
+
     def stop(self) -> None:
         if self.proc is None:
             return
@@ -476,12 +522,33 @@ def y_update() -> bytes:
     return doc.get_update()
 
 
-def run_loadgen(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+def run_loadgen(
+    spec: dict[str, Any], timeout: float, on_ready: Any = None
+) -> dict[str, Any]:
+    """Run the load generator; `on_ready()`, if given, is called when it prints READY (the
+    storm scenario's kill: then it is told what `on_ready` returned, on its stdin)."""
     argv = [*pinned(LOADGEN_CORE), sys.executable, str(HERE / "loadgen.py"), json.dumps(spec)]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=HERE)
-    if out.returncode != 0:
-        raise RuntimeError(f"load generator failed ({out.returncode}):\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True, cwd=HERE
+        )
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        lines = []
+        try:
+            for line in proc.stdout:
+                if line.strip() == "READY" and on_ready is not None:
+                    proc.stdin.write(f"{on_ready()}\n")
+                    proc.stdin.flush()
+                else:
+                    lines.append(line)
+            proc.wait()
+        finally:
+            timer.cancel()
+        if proc.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"load generator failed ({proc.returncode}):\n{err.read()[-3000:]}")
+    return json.loads(lines[-1])
 
 
 def rooms_per_worker(party: str, spec: dict[str, Any], name: str) -> list[int]:
@@ -822,10 +889,20 @@ def measure(
         spec["y_prefix"] = "/parties/ydoc/" if is_party(server.name) else server.prefix
     if scenario.loadgen == "cpu":
         spec["room_names"] = [f"burn-{i}" for i in range(load["rooms"])]
+    on_ready = None
+    if scenario.loadgen == "storm":
+        spec["party_source"] = (HERE / "parties" / f"{scenario.party}.py").read_text()
+        spec["party"] = scenario.party
+        if spec["event"] == "kill":
+            on_ready = restarter(server, spec)
+    log_offset = server.log_path.stat().st_size if server.log_path.exists() else 0
     prof_path = HERE / "results" / f"profile-{scenario.name}-{server.name}.txt"
     with profiling(server, prof_path, profile) as prof:
         tree = server.tree()
-        result = run_loadgen(spec, scenario.timeout)
+        result = run_loadgen(spec, scenario.timeout, on_ready)
+    if scenario.loadgen == "storm":
+        result["server_errors"] = server.errors_since(log_offset)[:20]
+        result.update(spec.get("restart", {}))
     result.update(tree)
     result.update(quiet)
     if scenario.quiet_wait and result.get("others_cpu_pct", 0) > BUSY_PCT:
@@ -835,6 +912,24 @@ def measure(
     if prof is not None and prof.exists():
         result["profile"] = summarize_profile(prof)
     return result
+
+
+def restarter(server: ServerProcess, spec: dict[str, Any]) -> Any:
+    """The storm scenario's kill: SIGKILL the server's process group, tell the load generator
+    (its clock starts), start the server again on the same port; how long the restart took
+    goes into `spec["restart"]`."""
+
+    def kill_and_restart() -> str:
+        server.kill()
+        started = time.perf_counter()
+        threading.Thread(target=restart, args=(started,), daemon=True).start()
+        return "KILLED"
+
+    def restart(started: float) -> None:
+        server.start()
+        spec["restart"] = {"restart_s": round(time.perf_counter() - started, 2)}
+
+    return kill_and_restart
 
 
 def show(scenario: Scenario, result: dict[str, Any]) -> None:
