@@ -562,11 +562,13 @@ class Load:
             return min(0.1 * 2 ** (attempt - 1), 5.0) * random.uniform(0.5, 1.0)
 
         def on_frames(client: Client, payloads: list[bytes]) -> None:
-            if state["after"] and client.tag not in state["back"]:
-                if any(p.startswith(b"after ") for p in payloads):
-                    state["back"][client.tag] = loop.time() - state["t0"]
-                    if len(state["back"]) == n and not all_back.done():
-                        all_back.set_result(None)
+            back = state["back"]
+            if not state["after"] or client.tag in back:
+                return
+            if any(p.startswith(b"after ") for p in payloads):
+                back[client.tag] = loop.time() - state["t0"]
+                if len(back) == n and not all_back.done():
+                    all_back.set_result(None)
 
         async def member(index: int | None, joined: asyncio.Future[Client]) -> None:
             """One reconnecting client (index None: the prober)."""
@@ -576,7 +578,7 @@ class Load:
                 client.tag, client.on_frames = index, (on_frames if index is not None else None)
                 state["attempts"] += 1
                 try:
-                    await loop.create_connection(lambda: client, self.host, self.port)
+                    await loop.create_connection(lambda c=client: c, self.host, self.port)
                     await asyncio.wait_for(client.opened, CONNECT_TIMEOUT)
                 except (OSError, ConnectionError, TimeoutError):
                     client.abort()
