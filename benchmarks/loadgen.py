@@ -60,7 +60,9 @@ class Client(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.upgraded = False
         self.closed = False
-        self.buf = b""
+        self.buf = b""  # an incomplete frame's start; with `parts`, what came since
+        self.parts: list[bytes] = []
+        self.have = self.need = 0  # bytes in `parts`, bytes needed to parse on
         self.count = 0
         self.tag: Any = None
         self.sent = 0  # perf_counter_ns of the last message sent (the cpu scenario)
@@ -81,13 +83,17 @@ class Client(asyncio.Protocol):
             self.opened.set_exception(ConnectionError(f"connection lost: {exc}"))
 
     def data_received(self, data: bytes) -> None:
-        if self.buf:
-            data = self.buf + data
-            self.buf = b""
+        if self.buf:  # the start of an incomplete frame: join once it can be complete
+            self.parts.append(data)
+            self.have += len(data)
+            if self.have < self.need:
+                return
+            data = b"".join(self.parts)
+            self.buf, self.parts = b"", []
         if not self.upgraded:
             end = data.find(b"\r\n\r\n")
             if end < 0:
-                self.buf = data
+                self.buf, self.parts, self.have, self.need = data, [data], len(data), len(data) + 1
                 return
             status = data[: data.find(b"\r\n")]
             if b" 101 " not in status:
@@ -99,18 +105,22 @@ class Client(asyncio.Protocol):
             data = data[end + 4 :]
         i, n = 0, len(data)
         payloads = []
+        need = 0  # the bytes an incomplete frame at i needs (at least) before parsing on
         while n - i >= 2:
             b0, length = data[i], data[i + 1] & 0x7F
             h = 2
             if length == 126:
                 if n - i < 4:
+                    need = 4
                     break
                 length, h = int.from_bytes(data[i + 2 : i + 4], "big"), 4
             elif length == 127:
                 if n - i < 10:
+                    need = 10
                     break
                 length, h = int.from_bytes(data[i + 2 : i + 10], "big"), 10
             if n - i < h + length:
+                need = h + length
                 break
             opcode = b0 & 0x0F
             if opcode in (TEXT, BINARY):
@@ -125,8 +135,9 @@ class Client(asyncio.Protocol):
                     self.transport.write(client_frame(body, CLOSE))
                 self.transport.close()
             i += h + length
-        if i < n:
+        if i < n:  # an incomplete frame: wait for all of it (a large one comes in many reads)
             self.buf = data[i:]
+            self.parts, self.have, self.need = [self.buf], n - i, need or 2
         if payloads:
             self.count += len(payloads)
             if self.on_frames is not None:
@@ -406,14 +417,7 @@ class Load:
         """One client sends M Yjs updates (y-websocket sync frames) into a fresh room of R
         clients; the server applies each and fans it out. Deliveries counted at the R clients."""
         spec = self.spec
-        with open(spec["updates_file"], "rb") as f:
-            blob = f.read()
-        updates, i = [], 0
-        while i < len(blob):
-            n = int.from_bytes(blob[i : i + 4], "big")
-            updates.append(blob[i + 4 : i + 4 + n])
-            i += 4 + n
-        frames = [b"\x00\x02" + varuint(len(u)) + u for u in updates]
+        frames = [b"\x00\x02" + varuint(len(u)) + u for u in read_updates(spec["updates_file"])]
         results = []
         for r in range(spec["rounds"]):
             room = f"crdt-{os.getpid()}-{r}"
@@ -551,7 +555,9 @@ class Load:
         loop = asyncio.get_running_loop()
         room = f"storm-{os.getpid()}"
         url = self.url(room)
-        state: dict[str, Any] = {"after": False, "back": {}, "attempts": 0, "t0": 0.0}
+        state: dict[str, Any] = {"after": False, "back": {}, "attempts": 0, "t0": None}
+        closed: list[float] = []  # seconds from the event until each client saw its close
+        reopened: list[float] = []  # ... until each new connection had its 101
         all_back = loop.create_future()
 
         def delay(attempt: int, code: int, first: float) -> float:
@@ -589,7 +595,11 @@ class Load:
                     joined.set_result(client)
                 else:
                     sessions[index] = client
+                    if state["t0"] is not None:
+                        reopened.append(loop.time() - state["t0"])
                 await client.lost
+                if state["t0"] is not None:
+                    closed.append(loop.time() - state["t0"])
                 attempt = 1  # after a connection that lasted: the first retry
                 await asyncio.sleep(delay(attempt, client.close_code, first))
 
@@ -609,6 +619,7 @@ class Load:
             if event == "redeploy":
                 state["t0"] = loop.time()
                 status = await loop.run_in_executor(None, self.redeploy)
+                state["event_s"] = loop.time() - state["t0"]  # until the POST answered
             else:
                 print("READY", flush=True)  # the runner kills the server, says KILLED
                 line = await loop.run_in_executor(None, sys.stdin.readline)
@@ -639,6 +650,11 @@ class Load:
             "all_back_s": times[-1] if len(times) == n else None,
             "p50_back_s": pct(times, 50),
             "p99_back_s": pct(times, 99),
+            "event_s": state.get("event_s"),
+            "closed_p50_s": pct(sorted(closed), 50),
+            "closed_max_s": max(closed, default=None),
+            "reopened_p50_s": pct(sorted(reopened), 50),
+            "reopened_max_s": max(reopened, default=None),
             "reconnect_attempts": state["attempts"] - before,
             "probes_sent": k,
             **w.cpu,
@@ -657,6 +673,110 @@ class Load:
         )
         with urllib.request.urlopen(request, timeout=60) as response:
             return f"{response.status} {response.read(200).decode(errors='replace')}"
+
+    async def bigdoc(self) -> dict[str, Any]:
+        """A YServer room holding a big document: a seeder sends its updates (`updates_file`)
+        while an observer, in the room from the start, counts them relayed (then the server
+        has applied them all); the growth of the server's RSS is the room's memory. Then
+        `joiners` clients connect at once, each asks for the document (sync step 1, empty
+        state vector) and is synced when its sync step 2 arrives: seconds until all are.
+        With `history_prefix` (jupyter-party), the same document is then seeded into a room
+        of a party with `history` persistence, which reports the time of its compactions."""
+        spec = self.spec
+        frames = [b"\x00\x02" + varuint(len(u)) + u for u in read_updates(spec["updates_file"])]
+        room = f"bigdoc-{os.getpid()}"
+        await self.seed(self.url(room + "-warm-up"), frames[:1])  # first-room costs: not counted
+        before = self.server.rss()
+        seed = await self.seed(self.url(room), frames)
+        await asyncio.sleep(1.0)  # let the server settle before reading its RSS
+        held = self.server.rss()
+        loop = asyncio.get_running_loop()
+        synced: list[float] = []
+        all_synced = loop.create_future()
+        step1 = b"\x00\x00\x01\x00"
+        n = spec["joiners"]
+
+        def on_frames(client: Client, payloads: list[bytes]) -> None:
+            if client.tag is None and any(p[:2] == b"\x00\x01" for p in payloads):
+                client.tag = loop.time() - t0
+                synced.append(client.tag)
+                if len(synced) == n and not all_synced.done():
+                    all_synced.set_result(None)
+
+        async def join() -> Client:
+            client = await self.connect(room)
+            client.on_frames = on_frames
+            client.send(step1, BINARY)
+            return client
+
+        with self.window() as w:
+            t0 = loop.time()
+            await asyncio.gather(*[join() for _ in range(n)])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(all_synced, spec.get("timeout", 300))
+        result = {
+            "doc_mb": sum(map(len, frames)) / 2**20,
+            "updates": len(frames),
+            "seed_s": seed,
+            "room_mb": (held - before) / 2**20,
+            "joiners": n,
+            "lost": n - len(synced),
+            "all_synced_s": max(synced) if len(synced) == n else None,
+            "p50_synced_s": pct(sorted(synced), 50),
+            "rss_joined_mb": self.server.rss() / 2**20,
+            **w.cpu,
+        }
+        self.close_all()
+        if spec.get("history_prefix"):
+            history_room = f"{spec['history_prefix']}bigdoc-{os.getpid()}{self.query}"
+            result["history_seed_s"] = await self.seed(history_room, frames)
+            result["compactions_ms"] = await loop.run_in_executor(
+                None, self.compactions, history_room, spec.get("timeout", 300)
+            )
+            self.close_all()
+        return result
+
+    async def seed(self, path: str, frames: list[bytes]) -> float:
+        """Send `frames` into the room at `path`; seconds until an observer got them all."""
+        loop = asyncio.get_running_loop()
+        got = {"n": 0}
+        done = loop.create_future()
+
+        def counted(client: Client, payloads: list[bytes]) -> None:
+            got["n"] += sum(1 for p in payloads if p[:2] == b"\x00\x02")
+            if got["n"] >= len(frames) and not done.done():
+                done.set_result(None)
+
+        observer = Client(self.host, self.port, path, self.headers)
+        seeder = Client(self.host, self.port, path, self.headers)
+        observer.on_frames = counted
+        for client in (observer, seeder):
+            await loop.create_connection(lambda c=client: c, self.host, self.port)
+            await asyncio.wait_for(client.opened, CONNECT_TIMEOUT)
+            self.clients.append(client)
+        t0 = loop.time()
+        for k in range(0, len(frames), 20):
+            seeder.send_many(frames[k : k + 20], BINARY)
+            await asyncio.sleep(0)
+        await asyncio.wait_for(done, self.spec.get("timeout", 300))
+        return loop.time() - t0
+
+    def compactions(self, path: str, timeout: float) -> list[float]:
+        """The compaction times the `ydochist` room reports (over HTTP), once it has one."""
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            request = urllib.request.Request(
+                f"http://{self.host}:{self.port}{path}", headers=self.headers
+            )
+            with urllib.request.urlopen(request, timeout=60) as response:
+                times = json.loads(response.read())["compactions_ms"]
+            if (times and times == last) or time.monotonic() > deadline:
+                return times
+            last = times
+            time.sleep(0.5)  # compactions run after the updates are logged: poll till done
 
     async def churn(self) -> dict[str, Any]:
         """Sessions open and close for `seconds`: `concurrency` workers, half in plain rooms
@@ -893,6 +1013,18 @@ def machine_busy() -> float | None:
         - getattr(t, "guest", 0.0)
         - getattr(t, "guest_nice", 0.0)
     )
+
+
+def read_updates(path: str) -> list[bytes]:
+    """Yjs updates, length-prefixed in a file (run.py's make_updates, make_bigdoc)."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    updates, i = [], 0
+    while i < len(blob):
+        n = int.from_bytes(blob[i : i + 4], "big")
+        updates.append(blob[i + 4 : i + 4 + n])
+        i += 4 + n
+    return updates
 
 
 def varuint(n: int) -> bytes:

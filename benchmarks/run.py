@@ -228,6 +228,19 @@ SCENARIOS = [
         ),
     ),
     Scenario(
+        "bigdoc",
+        "big document: a YServer room holding ~10 MB (100,000 paragraphs typed 100 at a time); "
+        "100 clients join at once: seconds until all are synced",
+        "bigdoc",
+        "ydoc",
+        ("jupyter-party", "y-websocket"),
+        {"paragraphs": 100_000, "per_update": 100, "joiners": 100, "timeout": 300},
+        {"paragraphs": 12_000, "per_update": 100, "joiners": 5, "timeout": 60},
+        "all_synced_s",
+        higher_is_better=False,
+        extra=("p50_synced_s", "room_mb", "seed_s", "doc_mb", "server_cpu_pct", "compactions_ms"),
+    ),
+    Scenario(
         "storm_redeploy",
         "reconnect storm: 5,000 clients in one room, the party redeployed (1012 to all): "
         "seconds until every client is back and got a message sent after it",
@@ -276,6 +289,7 @@ TARGETS = [
     # Issue #15.
     ("churn", None, "<=", 0.2),
     ("storm_redeploy", None, "<=", 3.0),
+    ("bigdoc", "y-websocket", "ratio<=", 1.0),
 ]
 
 # -- setup -------------------------------------------------------------------------------------
@@ -297,7 +311,7 @@ def setup(install: bool) -> dict[str, bool]:
         print(f"setup: pip install {' '.join(missing)}", flush=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *missing], check=True)
     if install and not (NODE_DIR / "node_modules").is_dir() and shutil.which("npm"):
-        print(f"setup: npm ci in {NODE_DIR} (ws, partykit)", flush=True)
+        print(f"setup: npm ci in {NODE_DIR} (ws, partykit, y-websocket)", flush=True)
         env = {**os.environ, "NO_UPDATE_NOTIFIER": "1"}
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, env=env)
     node_ok = bool(shutil.which("node")) and (NODE_DIR / "node_modules" / "ws").is_dir()
@@ -305,6 +319,7 @@ def setup(install: bool) -> dict[str, bool]:
         "node-ws": node_ok,
         "partykit-dev": node_ok and (NODE_DIR / "node_modules" / "partykit").is_dir(),
         "pycrdt-websocket": have_module("pycrdt.websocket") and have_module("websockets"),
+        "y-websocket": node_ok and (NODE_DIR / "node_modules" / "y-websocket").is_dir(),
     }
 
 
@@ -398,6 +413,10 @@ class ServerProcess:
                 "--config",
                 "partykit.json",
             ]
+        elif name == "y-websocket":  # its own server (bin/server.cjs), documents in memory
+            env.update(HOST="127.0.0.1", PORT=str(self.port))
+            argv = ["node", str(NODE_DIR / "node_modules" / "y-websocket" / "bin" / "server.cjs")]
+            self.prefix = "/"
         elif name == "pycrdt-websocket":
             argv = [sys.executable, str(BASELINES / "pycrdt_ws.py"), str(self.port)]
             self.prefix = "/"
@@ -513,6 +532,26 @@ def make_updates(path: Path, n: int) -> None:
     path.write_bytes(b"".join(len(u).to_bytes(4, "big") + u for u in updates))
 
 
+def make_bigdoc(path: Path, paragraphs: int, per_update: int) -> None:
+    """A big document as the updates that wrote it: `paragraphs` paragraphs of ~100 B typed
+    `per_update` at a time, length-prefixed, in order (~10 MB for 100,000)."""
+    from pycrdt import Doc, Text
+
+    doc = Doc()
+    text = doc.get("text", type=Text)
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    filler = "lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor " * 2
+    for start in range(0, paragraphs, per_update):
+        block = "".join(
+            f"{i:>7} {filler}"[:103] + "\n"
+            for i in range(start, min(start + per_update, paragraphs))
+        )
+        with doc.transaction():
+            text.insert(len(text), block)
+    path.write_bytes(b"".join(len(u).to_bytes(4, "big") + u for u in updates))
+
+
 def y_update() -> bytes:
     """One small Yjs update (a client types a word); applying it again changes nothing."""
     from pycrdt import Doc, Text
@@ -522,9 +561,7 @@ def y_update() -> bytes:
     return doc.get_update()
 
 
-def run_loadgen(
-    spec: dict[str, Any], timeout: float, on_ready: Any = None
-) -> dict[str, Any]:
+def run_loadgen(spec: dict[str, Any], timeout: float, on_ready: Any = None) -> dict[str, Any]:
     """Run the load generator; `on_ready()`, if given, is called when it prints READY (the
     storm scenario's kill: then it is told what `on_ready` returned, on its stdin)."""
     argv = [*pinned(LOADGEN_CORE), sys.executable, str(HERE / "loadgen.py"), json.dumps(spec)]
@@ -710,6 +747,9 @@ def run_scenario(
     if scenario.loadgen == "crdt":
         load["updates_file"] = str(workdir / "updates.bin")
         make_updates(Path(load["updates_file"]), load.pop("updates"))
+    if scenario.loadgen == "bigdoc":
+        load["updates_file"] = str(workdir / "bigdoc.bin")
+        make_bigdoc(Path(load["updates_file"]), load.pop("paragraphs"), load.pop("per_update"))
     if scenario.loadgen == "churn":
         load["y_update"] = y_update().hex()
     if sizes.get("interleaved_rounds"):
@@ -885,6 +925,8 @@ def measure(
         "server_pids": [server.pid],
         **load,
     }
+    if scenario.loadgen == "bigdoc" and is_party(server.name):  # and the compaction time
+        spec["history_prefix"] = "/parties/ydochist/"
     if scenario.loadgen == "churn":  # its Y rooms: party ydoc (a baseline: the same path)
         spec["y_prefix"] = "/parties/ydoc/" if is_party(server.name) else server.prefix
     if scenario.loadgen == "cpu":
