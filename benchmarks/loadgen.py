@@ -244,6 +244,16 @@ class Load:
                 return missing
             attempt += 1
 
+    async def all_greeted(self, clients: list[Client], timeout: float) -> int:
+        """Wait until every client got a frame (a Y server's sync step 1, sent by its
+        `on_connect`: the connection is admitted); returns how many did not."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while any(c.count == 0 for c in clients):
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.05)  # the count is a plain field: poll it
+        return sum(1 for c in clients if c.count == 0)
+
     # -- scenarios ----------------------------------------------------------------------------
 
     async def fanout(self) -> dict[str, Any]:
@@ -360,14 +370,19 @@ class Load:
         n = spec["connections"]
         room = f"idle-{os.getpid()}"
         first = await self.connect(room)
-        first.send(b"hello")
+        if spec.get("y"):
+            first.send(b"\x00\x00\x01\x00", BINARY)  # sync step 1: the room has started
+        else:
+            first.send(b"hello")
         await asyncio.sleep(1.0)
         before, before_children = self.server.rss(), self.server.rss(children_only=True)
         t0 = time.perf_counter()
         clients = [first, *await self.connect_many([room] * (n - 1), spec.get("concurrency", 64))]
         connect_s = time.perf_counter() - t0
-        # Every connection is in the room (one broadcast, repeated if need be, reached it).
-        lost = await self.all_in_room([first], clients, 60)
+        if spec.get("y"):  # a Y room: every connection got the server's sync step 1
+            lost = await self.all_greeted(clients, 60)
+        else:  # every connection is in the room (one broadcast, repeated if need be, reached it)
+            lost = await self.all_in_room([first], clients, 60)
         await asyncio.sleep(2.0)
         after, after_children = self.server.rss(), self.server.rss(children_only=True)
         self.close_all()
@@ -384,9 +399,11 @@ class Load:
 
     async def coldstart(self) -> dict[str, Any]:
         """Open N connections to N new rooms (`concurrency` at a time); each sends a message and
-        waits for its echo, so the room has started and handled an event."""
+        waits for its echo, so the room has started and handled an event. With `hold`, the
+        connections stay open and the growth of the server's RSS per room is measured."""
         spec = self.spec
         n, concurrency = spec["rooms"], spec.get("concurrency", 50)
+        before = self.server.rss(), self.server.rss(children_only=True)
         tag = f"cold-{os.getpid()}-{time.time_ns()}"
         latencies: list[float] = []
         rooms = iter(range(n))
@@ -403,9 +420,19 @@ class Load:
 
         with self.window() as w:
             await asyncio.gather(*[worker() for _ in range(concurrency)])
+        held = {}
+        if spec.get("hold"):
+            await asyncio.sleep(2.0)  # as idle does, before reading the RSS
+            after = self.server.rss(), self.server.rss(children_only=True)
+            held = {
+                "kb_per_room": (after[0] - before[0]) / n / 1024,
+                "children_kb_per_room": (after[1] - before[1]) / n / 1024,
+                "rss_after_mb": after[0] / 2**20,
+            }
         self.close_all()
         latencies.sort()
         return {
+            **held,
             "rooms": n,
             "rooms_per_s": n / w.wall,
             "p50_ms": pct(latencies, 50),

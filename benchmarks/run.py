@@ -171,6 +171,18 @@ SCENARIOS = [
         extra=("children_kb_per_connection", "rss_before_mb", "rss_after_mb", "connect_per_s"),
     ),
     Scenario(
+        "idle_10k_y",
+        "idle memory: 10,000 connections in one Y room (each got the server's sync step 1)",
+        "idle",
+        "ydoc",
+        ("jupyter-party", "y-websocket"),
+        {"connections": 10000, "y": True},
+        {"connections": 30, "y": True},
+        "kb_per_connection",
+        higher_is_better=False,
+        extra=("children_kb_per_connection", "rss_before_mb", "rss_after_mb", "connect_per_s"),
+    ),
+    Scenario(
         "storage",
         "storage: 100 clients in 10 rooms put a key and wait for the durable ack, 5 s (SQLite)",
         "storage",
@@ -226,6 +238,19 @@ SCENARIOS = [
             "server_cpu_pct",
             "others_cpu_pct",
         ),
+    ),
+    Scenario(
+        "rooms_10k",
+        "many rooms: 10,000 rooms with one connection each (connect, message, echo, 50 at a "
+        "time), all held: RSS growth per room (beyond a connection's: idle_10k's, same run)",
+        "coldstart",
+        "bcast",
+        ("jupyter-party", "tornado-naive", "node-ws"),
+        {"rooms": 10_000, "concurrency": 50, "hold": True},
+        {"rooms": 30, "concurrency": 5, "hold": True},
+        "kb_per_room",
+        higher_is_better=False,
+        extra=("kb_beyond_connection", "children_kb_per_room", "rooms_per_s", "p99_ms"),
     ),
     Scenario(
         "bigdoc",
@@ -287,6 +312,10 @@ TARGETS = [
     ("coldstart", None, ">=", 500.0),
     ("crdt", "pycrdt-websocket", "ratio>=", 2.0),
     # Issue #15.
+    ("coldstart", "tornado-naive", "ratio>=", 0.8),
+    ("rooms_10k", None, "beyond<=", 8.0),  # KB per room beyond the connection's
+    ("idle_10k", None, "<=", 12.0),
+    ("idle_10k_y", None, "<=", 12.0),
     ("churn", None, "<=", 0.2),
     ("storm_redeploy", None, "<=", 3.0),
     ("bigdoc", "y-websocket", "ratio<=", 1.0),
@@ -981,6 +1010,18 @@ def show(scenario: Scenario, result: dict[str, Any]) -> None:
         print(f"    INVALID: {result['lost']} messages lost", flush=True)
 
 
+def beyond_connection(results: dict[str, Any]) -> None:
+    """What a room costs beyond its connection: rooms_10k's KB per room minus idle_10k's KB
+    per connection, for each server measured in both (same run)."""
+    rooms, idle = results.get("rooms_10k"), results.get("idle_10k")
+    if not rooms or not idle:
+        return
+    for name, result in rooms["servers"].items():
+        per_connection = idle["servers"].get(name, {}).get("kb_per_connection")
+        if "kb_per_room" in result and per_connection is not None:
+            result["kb_beyond_connection"] = result["kb_per_room"] - per_connection
+
+
 def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     checks = []
     for scenario, baseline, kind, value in TARGETS:
@@ -993,6 +1034,9 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         elif kind == "held":
             got = jp.get("connections", 0) - jp.get("lost", 0)
             ok = got >= value and not jp.get("lost")
+        elif kind == "beyond<=":
+            got = jp.get("kb_beyond_connection")
+            ok = got is not None and got <= value
         elif kind.startswith(("ratio", "gain")):
             if baseline not in res["servers"]:
                 continue  # not run (--servers, or not installed)
@@ -1127,6 +1171,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for server in shared.values():
                 server.stop()
+    beyond_connection(results)
     targets = [] if args.quick else check_targets(results)
     print_report(results, targets)
     document = {

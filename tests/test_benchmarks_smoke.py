@@ -22,10 +22,15 @@ SCENARIOS = {
     "idle_10k": "kb_per_connection",
     "storage": "puts_per_s",
     "cpu": "messages_per_s",
+    "idle_10k_y": "kb_per_connection",
+    "rooms_10k": "kb_per_room",
     "churn": "mib_per_10k_sessions",
+    "bigdoc": "all_synced_s",
+    "storm_redeploy": "all_back_s",
+    "storm_kill": "all_back_s",
 }
 # Their figure is RSS growth, which over a few connections or seconds is noise (any sign).
-RSS_GROWTH = {"idle_1k", "idle_10k", "churn"}
+RSS_GROWTH = {"idle_1k", "idle_10k", "idle_10k_y", "rooms_10k", "churn"}
 # jupyter-party's variants by scenario: rooms in the server process (workers = 0), 2 workers.
 VARIANTS = {
     "fanout_1": "jupyter-party-inproc",
@@ -65,6 +70,8 @@ def test_benchmarks_quick(tmp_path):
             assert result.get("lost", 0) == 0, where
             if name == "churn":  # sessions of both kinds opened and closed, none failed
                 assert result["plain_sessions"] > 0 and result["y_sessions"] > 0, where
+            elif name == "rooms_10k":  # every room answered, and is held
+                assert result["rooms_per_s"] > 0 and result["rss_after_mb"] > 0, where
             elif name.startswith("idle"):  # RSS may not grow at a few connections
                 assert result["connections"] > 0 and result["rss_after_mb"] > 0, where
             else:
@@ -75,6 +82,12 @@ def test_benchmarks_quick(tmp_path):
             for server, ratio in scenario["ratios"].items():
                 assert ratio > 0, (name, server)
     assert "jupyter-party" in document["scenarios"]["crdt"]["servers"]
+    for name in ("storm_redeploy", "storm_kill"):  # every client came back, the server is clean
+        storm = document["scenarios"][name]["servers"]["jupyter-party"]
+        assert storm["server_errors"] == [] and storm["p50_back_s"] > 0, storm
+    assert document["scenarios"]["storm_kill"]["servers"]["jupyter-party"]["restart_s"] > 0
+    bigdoc = document["scenarios"]["bigdoc"]["servers"]["jupyter-party"]
+    assert bigdoc["compactions_ms"], bigdoc  # the history room compacted the document
     cpu = document["scenarios"]["cpu"]
     assert cpu["work_per_message"]["loops"] > 0
     sizes = cpu["sizes"]
