@@ -266,6 +266,27 @@ SCENARIOS = [
         extra=("p50_synced_s", "room_mb", "seed_s", "doc_mb", "server_cpu_pct", "compactions_ms"),
     ),
     Scenario(
+        "widgets",
+        "the console widget in JupyterLab (headless Chromium) while 1,000 messages/s reach "
+        "its room for 10 s (benchmarks/widgets.py)",
+        "widgets",
+        "bcast",
+        ("jupyter-party",),
+        {"rate": 1000, "seconds": 10},
+        {"rate": 200, "seconds": 1},
+        "frame_p99_ms",
+        higher_is_better=False,
+        extra=(
+            "frames_per_s",
+            "long_task_ms",
+            "catch_up_s",
+            "log_lines",
+            "kernel_cpu_pct",
+            "browser_cpu_pct",
+            "idle_frame_p99_ms",
+        ),
+    ),
+    Scenario(
         "storm_redeploy",
         "reconnect storm: 5,000 clients in one room, the party redeployed (1012 to all): "
         "seconds until every client is back and got a message sent after it",
@@ -349,6 +370,9 @@ def setup(install: bool) -> dict[str, bool]:
         "partykit-dev": node_ok and (NODE_DIR / "node_modules" / "partykit").is_dir(),
         "pycrdt-websocket": have_module("pycrdt.websocket") and have_module("websockets"),
         "y-websocket": node_ok and (NODE_DIR / "node_modules" / "y-websocket").is_dir(),
+        "widgets": have_module("playwright")
+        and have_module("jupyterlab")
+        and Path(os.environ.get("JUPYTER_PARTY_CHROMIUM", "/usr/bin/chromium")).exists(),
     }
 
 
@@ -617,6 +641,26 @@ def run_loadgen(spec: dict[str, Any], timeout: float, on_ready: Any = None) -> d
     return json.loads(lines[-1])
 
 
+def run_widgets(load: dict[str, Any], workdir: Path, timeout: float) -> dict[str, Any]:
+    """benchmarks/widgets.py (JupyterLab and Chromium of its own): the loaded window's figures,
+    and the idle window's as `idle_*`."""
+    print("  widgets / jupyter-party ...", end=" ", flush=True)
+    out = workdir / "widgets.json"
+    argv = [sys.executable, str(HERE / "widgets.py"), "--json", str(out)]
+    argv += ["--rate", str(load["rate"]), "--seconds", str(load["seconds"])]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=HERE)
+        if done.returncode != 0:
+            raise RuntimeError(done.stdout[-1500:] + done.stderr[-1500:])
+        measured = json.loads(out.read_text())
+    except Exception as error:
+        print("error")
+        return {"error": str(error)[-2000:]}
+    result = {**measured["load"], **{f"idle_{k}": v for k, v in measured["idle"].items()}}
+    print(f"{result['frame_p99_ms']:.1f}")
+    return result
+
+
 def rooms_per_worker(party: str, spec: dict[str, Any], name: str) -> list[int]:
     """How the server placed the scenario's rooms on its workers (crc32 of party and room)."""
     _this_checkout_first()
@@ -781,7 +825,9 @@ def run_scenario(
         make_bigdoc(Path(load["updates_file"]), load.pop("paragraphs"), load.pop("per_update"))
     if scenario.loadgen == "churn":
         load["y_update"] = y_update().hex()
-    if sizes.get("interleaved_rounds"):
+    if scenario.loadgen == "widgets":
+        out["servers"] = {"jupyter-party": run_widgets(load, workdir, scenario.timeout)}
+    elif sizes.get("interleaved_rounds"):
         out["servers"] = run_interleaved(
             scenario, servers, quick, workdir, profile, shared, env_extra, load
         )
@@ -1126,6 +1172,9 @@ def run_all(
                 skipped[name] = "not installed (run without --no-install)"
                 continue
             servers.append(name)
+        if scenario.loadgen == "widgets" and not available["widgets"]:
+            skipped[scenario.name] = "needs playwright, jupyterlab and Chromium"
+            continue
         print(f"{scenario.name}: {scenario.what}", flush=True)
         results[scenario.name] = run_scenario(
             scenario, servers, args.quick, tmp, args.profile, shared, env_extra, args.churn_seconds
