@@ -569,10 +569,10 @@ class Load:
         """Reconnect storm: `clients` in one room, then an `event` closes them all: `redeploy`
         (the party's source posted again: its rooms stop, clients get 1012) or `kill` (the
         runner kills the server with SIGKILL and starts it again, told on stdin/stdout). Every
-        client reconnects by its `policy`; once the event has happened, a prober broadcasts a
-        numbered message every 100 ms. Figure: seconds from the event until every client has
-        received one of them (it is back in the room, and the room works); `lost`: clients
-        that had not after `timeout`.
+        client reconnects by its `policy`; once the event has happened, a numbered message is
+        broadcast every 100 ms by the first client back since then (still open). Figure: seconds
+        from the event until every client has received one of them (it is back in the room,
+        and the room works); `lost`: clients that had not after `timeout`.
 
         Policies: `jupyter-party` (its RoomClient: after 1012 at once, within 0-50 ms; after a
         failure 0.1 s doubling to 5 s, x0.5-1 jitter) and `partysocket` (its defaults: a
@@ -583,6 +583,7 @@ class Load:
         room = f"storm-{os.getpid()}"
         url = self.url(room)
         state: dict[str, Any] = {"after": False, "back": {}, "attempts": 0, "t0": None}
+        back_first: list[Client] = []  # connections opened since the event, in order
         closed: list[float] = []  # seconds from the event until each client saw its close
         reopened: list[float] = []  # ... until each new connection had its 101
         all_back = loop.create_future()
@@ -624,6 +625,7 @@ class Load:
                     sessions[index] = client
                     if state["t0"] is not None:
                         reopened.append(loop.time() - state["t0"])
+                        back_first.append(client)
                 await client.lost
                 if state["t0"] is not None:
                     closed.append(loop.time() - state["t0"])
@@ -656,8 +658,9 @@ class Load:
             k = 0
             with self.window() as w:
                 while not all_back.done() and loop.time() - state["t0"] < spec["timeout"]:
-                    prober = sessions.get(None)
-                    if prober is not None and not prober.closed:
+                    # the probe comes from the first client back (still open) since the event
+                    prober = next((c for c in back_first if not c.closed), None)
+                    if prober is not None:
                         prober.send(b"after %d" % k)
                         k += 1
                     with contextlib.suppress(TimeoutError):
