@@ -856,17 +856,20 @@ class Load:
                     counts["failed"] += 1
 
         samples: list[tuple[float, int, int]] = []  # (seconds since start, sessions, rss)
+        children: list[tuple[int, int]] = []  # (sessions, rss of the child processes)
 
         async def sampler() -> None:
             start = loop.time()
             while loop.time() < stop_at:
                 done = counts["plain"] + counts["y"]
                 samples.append((loop.time() - start, done, self.server.rss()))
+                children.append((done, self.server.rss(children_only=True)))
                 await asyncio.sleep(spec["sample_s"])
 
         with self.window() as w:
             await asyncio.gather(sampler(), *[worker(i) for i in range(spec["concurrency"])])
         measured = [(n, rss) for t, n, rss in samples if t >= warmup]
+        warm = len(samples) - len(measured)
         half = len(measured) // 2
         per_10k = lambda points: slope(points) * 10_000 / 2**20  # noqa: E731
         sessions = counts["plain"] + counts["y"]
@@ -880,6 +883,8 @@ class Load:
             "mib_per_10k_sessions": per_10k(measured),
             "mib_per_10k_first_half": per_10k(measured[: half + 1]),
             "mib_per_10k_second_half": per_10k(measured[half:]),
+            # of which in the server's child processes (the party worker)
+            "mib_per_10k_in_children": per_10k(children[warm:]),
             "rss_start_mb": samples[0][2] / 2**20 if samples else None,
             "rss_warm_mb": measured[0][1] / 2**20 if measured else None,
             "rss_end_mb": samples[-1][2] / 2**20 if samples else None,

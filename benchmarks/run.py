@@ -87,7 +87,21 @@ class Scenario:
     quiet_wait: float = 0.0
 
 
-STORM_EXTRA = ("p50_back_s", "p99_back_s", "reconnect_attempts", "lost")
+def storm(name: str, what: str, how: dict[str, str], extra: tuple[str, ...] = ()) -> Scenario:
+    """A reconnect storm scenario (loadgen.py `storm`): `how` is its event and client policy."""
+    return Scenario(
+        name,
+        what,
+        "storm",
+        "bcast",
+        ("jupyter-party",),
+        {"clients": 5000, "timeout": 90, **how},
+        {"clients": 30, "timeout": 60, **how},
+        "all_back_s",
+        higher_is_better=False,
+        extra=("p50_back_s", "p99_back_s", "reconnect_attempts", "lost", *extra),
+    )
+
 
 SCENARIOS = [
     Scenario(
@@ -231,6 +245,7 @@ SCENARIOS = [
         extra=(
             "mib_per_10k_first_half",
             "mib_per_10k_second_half",
+            "mib_per_10k_in_children",
             "sessions",
             "sessions_per_s",
             "rss_warm_mb",
@@ -287,31 +302,18 @@ SCENARIOS = [
             "idle_frame_p99_ms",
         ),
     ),
-    Scenario(
+    storm(
         "storm_redeploy",
         "reconnect storm: 5,000 clients in one room, the party redeployed (1012 to all): "
         "seconds until every client is back and got a message sent after it",
-        "storm",
-        "bcast",
-        ("jupyter-party",),
-        {"clients": 5000, "event": "redeploy", "policy": "jupyter-party", "timeout": 60},
-        {"clients": 30, "event": "redeploy", "policy": "jupyter-party", "timeout": 30},
-        "all_back_s",
-        higher_is_better=False,
-        extra=STORM_EXTRA,
+        {"event": "redeploy", "policy": "jupyter-party"},
     ),
-    Scenario(
+    storm(
         "storm_kill",
         "reconnect storm: 5,000 clients in one room, the server killed (SIGKILL) and started "
         "again; clients with partysocket's backoff",
-        "storm",
-        "bcast",
-        ("jupyter-party",),
-        {"clients": 5000, "event": "kill", "policy": "partysocket", "timeout": 90},
-        {"clients": 30, "event": "kill", "policy": "partysocket", "timeout": 60},
-        "all_back_s",
-        higher_is_better=False,
-        extra=(*STORM_EXTRA, "restart_s"),
+        {"event": "kill", "policy": "partysocket"},
+        ("restart_s",),
     ),
 ]
 BY_NAME = {s.name: s for s in SCENARIOS}
