@@ -16,6 +16,7 @@ import base64
 import contextlib
 import json
 import os
+import random
 import resource
 import statistics
 import sys
@@ -59,11 +60,16 @@ class Client(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.upgraded = False
         self.closed = False
-        self.buf = b""
+        self.buf = b""  # an incomplete frame's start; with `parts`, what came since
+        self.parts: list[bytes] = []
+        self.have = self.need = 0  # bytes in `parts`, bytes needed to parse on
         self.count = 0
         self.tag: Any = None
         self.sent = 0  # perf_counter_ns of the last message sent (the cpu scenario)
         self.on_frames: Callable[[Client, list[bytes]], None] | None = None
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.close_code = 1006  # until the server's close frame says otherwise
+        self.closing = False  # we sent the close frame first
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -71,17 +77,23 @@ class Client(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if not self.lost.done():
+            self.lost.set_result(None)
         if not self.opened.done():
             self.opened.set_exception(ConnectionError(f"connection lost: {exc}"))
 
     def data_received(self, data: bytes) -> None:
-        if self.buf:
-            data = self.buf + data
-            self.buf = b""
+        if self.buf:  # the start of an incomplete frame: join once it can be complete
+            self.parts.append(data)
+            self.have += len(data)
+            if self.have < self.need:
+                return
+            data = b"".join(self.parts)
+            self.buf, self.parts = b"", []
         if not self.upgraded:
             end = data.find(b"\r\n\r\n")
             if end < 0:
-                self.buf = data
+                self.buf, self.parts, self.have, self.need = data, [data], len(data), len(data) + 1
                 return
             status = data[: data.find(b"\r\n")]
             if b" 101 " not in status:
@@ -93,29 +105,39 @@ class Client(asyncio.Protocol):
             data = data[end + 4 :]
         i, n = 0, len(data)
         payloads = []
+        need = 0  # the bytes an incomplete frame at i needs (at least) before parsing on
         while n - i >= 2:
             b0, length = data[i], data[i + 1] & 0x7F
             h = 2
             if length == 126:
                 if n - i < 4:
+                    need = 4
                     break
                 length, h = int.from_bytes(data[i + 2 : i + 4], "big"), 4
             elif length == 127:
                 if n - i < 10:
+                    need = 10
                     break
                 length, h = int.from_bytes(data[i + 2 : i + 10], "big"), 10
             if n - i < h + length:
+                need = h + length
                 break
             opcode = b0 & 0x0F
             if opcode in (TEXT, BINARY):
                 payloads.append(data[i + h : i + h + length])
             elif opcode == PING:
                 self.transport.write(client_frame(data[i + h : i + h + length], PONG))
-            elif opcode == CLOSE:
+            elif opcode == CLOSE:  # the server's: answer it (unless we started), hang up
                 self.closed = True
+                body = data[i + h : i + h + min(length, 2)]
+                self.close_code = int.from_bytes(body, "big") if len(body) == 2 else 1005
+                if not self.closing:
+                    self.transport.write(client_frame(body, CLOSE))
+                self.transport.close()
             i += h + length
-        if i < n:
+        if i < n:  # an incomplete frame: wait for all of it (a large one comes in many reads)
             self.buf = data[i:]
+            self.parts, self.have, self.need = [self.buf], n - i, need or 2
         if payloads:
             self.count += len(payloads)
             if self.on_frames is not None:
@@ -130,6 +152,15 @@ class Client(asyncio.Protocol):
     def abort(self) -> None:
         if self.transport is not None:
             self.transport.abort()
+
+    async def close(self, timeout: float = 10.0) -> None:
+        """The closing handshake: a close frame (1000), then the server's, then its FIN."""
+        self.closing = True
+        self.send((1000).to_bytes(2, "big"), CLOSE)
+        try:
+            await asyncio.wait_for(asyncio.shield(self.lost), timeout)
+        finally:
+            self.abort()
 
 
 class Load:
@@ -217,6 +248,16 @@ class Load:
                     c.on_frames = None
                 return missing
             attempt += 1
+
+    async def all_greeted(self, clients: list[Client], timeout: float) -> int:
+        """Wait until every client got a frame (a Y server's sync step 1, sent by its
+        `on_connect`: the connection is admitted); returns how many did not."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while any(c.count == 0 for c in clients):
+            if asyncio.get_running_loop().time() > deadline:
+                break
+            await asyncio.sleep(0.05)  # the count is a plain field: poll it
+        return sum(1 for c in clients if c.count == 0)
 
     # -- scenarios ----------------------------------------------------------------------------
 
@@ -334,14 +375,19 @@ class Load:
         n = spec["connections"]
         room = f"idle-{os.getpid()}"
         first = await self.connect(room)
-        first.send(b"hello")
+        if spec.get("y"):
+            first.send(b"\x00\x00\x01\x00", BINARY)  # sync step 1: the room has started
+        else:
+            first.send(b"hello")
         await asyncio.sleep(1.0)
         before, before_children = self.server.rss(), self.server.rss(children_only=True)
         t0 = time.perf_counter()
         clients = [first, *await self.connect_many([room] * (n - 1), spec.get("concurrency", 64))]
         connect_s = time.perf_counter() - t0
-        # Every connection is in the room (one broadcast, repeated if need be, reached it).
-        lost = await self.all_in_room([first], clients, 60)
+        if spec.get("y"):  # a Y room: every connection got the server's sync step 1
+            lost = await self.all_greeted(clients, 60)
+        else:  # every connection is in the room (one broadcast, repeated if need be, reached it)
+            lost = await self.all_in_room([first], clients, 60)
         await asyncio.sleep(2.0)
         after, after_children = self.server.rss(), self.server.rss(children_only=True)
         self.close_all()
@@ -358,9 +404,11 @@ class Load:
 
     async def coldstart(self) -> dict[str, Any]:
         """Open N connections to N new rooms (`concurrency` at a time); each sends a message and
-        waits for its echo, so the room has started and handled an event."""
+        waits for its echo, so the room has started and handled an event. With `hold`, the
+        connections stay open and the growth of the server's RSS per room is measured."""
         spec = self.spec
         n, concurrency = spec["rooms"], spec.get("concurrency", 50)
+        before = self.server.rss(), self.server.rss(children_only=True)
         tag = f"cold-{os.getpid()}-{time.time_ns()}"
         latencies: list[float] = []
         rooms = iter(range(n))
@@ -377,9 +425,19 @@ class Load:
 
         with self.window() as w:
             await asyncio.gather(*[worker() for _ in range(concurrency)])
+        held = {}
+        if spec.get("hold"):
+            await asyncio.sleep(2.0)  # as idle does, before reading the RSS
+            after = self.server.rss(), self.server.rss(children_only=True)
+            held = {
+                "kb_per_room": (after[0] - before[0]) / n / 1024,
+                "children_kb_per_room": (after[1] - before[1]) / n / 1024,
+                "rss_after_mb": after[0] / 2**20,
+            }
         self.close_all()
         latencies.sort()
         return {
+            **held,
             "rooms": n,
             "rooms_per_s": n / w.wall,
             "p50_ms": pct(latencies, 50),
@@ -391,14 +449,7 @@ class Load:
         """One client sends M Yjs updates (y-websocket sync frames) into a fresh room of R
         clients; the server applies each and fans it out. Deliveries counted at the R clients."""
         spec = self.spec
-        with open(spec["updates_file"], "rb") as f:
-            blob = f.read()
-        updates, i = [], 0
-        while i < len(blob):
-            n = int.from_bytes(blob[i : i + 4], "big")
-            updates.append(blob[i + 4 : i + 4 + n])
-            i += 4 + n
-        frames = [b"\x00\x02" + varuint(len(u)) + u for u in updates]
+        frames = [b"\x00\x02" + varuint(len(u)) + u for u in read_updates(spec["updates_file"])]
         results = []
         for r in range(spec["rounds"]):
             room = f"crdt-{os.getpid()}-{r}"
@@ -483,6 +534,370 @@ class Load:
             "puts_per_s": len(latencies) / w.wall,
             "p50_ms": pct(latencies, 50),
             "p99_ms": pct(latencies, 99),
+            **w.cpu,
+        }
+
+    async def stream(self) -> dict[str, Any]:
+        """One client sends `rate` messages/s for `seconds` into room `room` (in bursts every
+        10 ms), and waits for the room's broadcast of each (the widgets benchmark: a console
+        is open on the same room meanwhile)."""
+        spec = self.spec
+        client = await self.connect(spec["room"])
+        loop = asyncio.get_running_loop()
+        state = {"echoed": 0, "target": round(spec["rate"] * spec["seconds"])}
+        done = loop.create_future()
+
+        def on_frames(client: Client, payloads: list[bytes]) -> None:
+            state["echoed"] += sum(1 for p in payloads if p.startswith(b"load "))
+            if state["echoed"] >= state["target"] and not done.done():
+                done.set_result(None)
+
+        client.on_frames = on_frames
+        with self.window() as w:
+            start, sent = loop.time(), 0
+            while sent < state["target"]:
+                due = min(state["target"], round((loop.time() - start) * spec["rate"]) + 1)
+                client.send_many([b"load %d" % k for k in range(sent, due)])
+                sent = due
+                await asyncio.sleep(0.01)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(done, 30)
+        return {
+            "sent": sent,
+            "lost": sent - state["echoed"],
+            "messages_per_s": sent / w.wall,
+            "seconds": w.wall,
+            **w.cpu,
+        }
+
+    async def storm(self) -> dict[str, Any]:
+        """Reconnect storm: `clients` in one room, then an `event` closes them all: `redeploy`
+        (the party's source posted again: its rooms stop, clients get 1012) or `kill` (the
+        runner kills the server with SIGKILL and starts it again, told on stdin/stdout). Every
+        client reconnects by its `policy`; once the event has happened, a numbered message is
+        broadcast every 100 ms by the first client back since then (still open). Figure: seconds
+        from the event until every client has received one of them (it is back in the room,
+        and the room works); `lost`: clients that had not after `timeout`.
+
+        Policies: `jupyter-party` (its RoomClient: after 1012 at once, within 0-50 ms; after a
+        failure 0.1 s doubling to 5 s, x0.5-1 jitter) and `partysocket` (its defaults: a
+        first delay of 1-5 s, random per socket, then x1.3 per failure up to 10 s)."""
+        spec = self.spec
+        n, policy, event = spec["clients"], spec["policy"], spec["event"]
+        loop = asyncio.get_running_loop()
+        room = f"storm-{os.getpid()}"
+        url = self.url(room)
+        state: dict[str, Any] = {"after": False, "back": {}, "attempts": 0, "t0": None}
+        back_first: list[Client] = []  # connections opened since the event, in order
+        closed: list[float] = []  # seconds from the event until each client saw its close
+        reopened: list[float] = []  # ... until each new connection had its 101
+        all_back = loop.create_future()
+
+        def delay(attempt: int, code: int, first: float) -> float:
+            if policy == "partysocket":
+                return min(first * 1.3 ** max(attempt - 1, 0), 10.0)
+            if code == 1012 and attempt == 1:
+                return random.uniform(0, 0.05)
+            return min(0.1 * 2 ** (attempt - 1), 5.0) * random.uniform(0.5, 1.0)
+
+        def on_frames(client: Client, payloads: list[bytes]) -> None:
+            back = state["back"]
+            if not state["after"] or client.tag in back:
+                return
+            if any(p.startswith(b"after ") for p in payloads):
+                back[client.tag] = loop.time() - state["t0"]
+                if len(back) == n and not all_back.done():
+                    all_back.set_result(None)
+
+        async def member(index: int | None, joined: asyncio.Future[Client]) -> None:
+            """One reconnecting client (index None: the prober)."""
+            first, attempt = 1.0 + 4.0 * random.random(), 0
+            while True:
+                client = Client(self.host, self.port, url, self.headers)
+                client.tag, client.on_frames = index, (on_frames if index is not None else None)
+                state["attempts"] += 1
+                try:
+                    await loop.create_connection(lambda c=client: c, self.host, self.port)
+                    await asyncio.wait_for(client.opened, CONNECT_TIMEOUT)
+                except (OSError, ConnectionError, TimeoutError):
+                    client.abort()
+                    attempt += 1
+                    await asyncio.sleep(delay(attempt, 1006, first))
+                    continue
+                if not joined.done():
+                    joined.set_result(client)
+                else:
+                    sessions[index] = client
+                    if state["t0"] is not None:
+                        reopened.append(loop.time() - state["t0"])
+                        back_first.append(client)
+                await client.lost
+                if state["t0"] is not None:
+                    closed.append(loop.time() - state["t0"])
+                attempt = 1  # after a connection that lasted: the first retry
+                await asyncio.sleep(delay(attempt, client.close_code, first))
+
+        sessions: dict[int | None, Client] = {}
+        joins = [loop.create_future() for _ in range(n + 1)]
+        tasks = [loop.create_task(member(i, joins[i])) for i in range(n)]
+        tasks.append(loop.create_task(member(None, joins[n])))
+        try:
+            clients = await asyncio.wait_for(asyncio.gather(*joins), 300)
+            sessions.update({c.tag: c for c in clients})
+            if missing := await self.all_in_room([sessions[None]], clients[:n], 60):
+                raise RuntimeError(f"warm-up never reached {missing} of the clients")
+            for client in clients[:n]:
+                client.on_frames = on_frames
+            before = state["attempts"]
+            # The event.
+            if event == "redeploy":
+                state["t0"] = loop.time()
+                status = await loop.run_in_executor(None, self.redeploy)
+                state["event_s"] = loop.time() - state["t0"]  # until the POST answered
+            else:
+                print("READY", flush=True)  # the runner kills the server, says KILLED
+                line = await loop.run_in_executor(None, sys.stdin.readline)
+                state["t0"] = loop.time()
+                status = line.strip()
+            state["after"] = True
+            k = 0
+            with self.window() as w:
+                while not all_back.done() and loop.time() - state["t0"] < spec["timeout"]:
+                    # the probe comes from the first client back (still open) since the event
+                    prober = next((c for c in back_first if not c.closed), None)
+                    if prober is not None:
+                        prober.send(b"after %d" % k)
+                        k += 1
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(all_back), 0.1)
+        finally:
+            for task in tasks:
+                task.cancel()
+            for client in sessions.values():
+                client.abort()
+        times = sorted(state["back"].values())
+        return {
+            "clients": n,
+            "event": event,
+            "event_status": status,
+            "policy": policy,
+            "lost": n - len(times),
+            "all_back_s": times[-1] if len(times) == n else None,
+            "p50_back_s": pct(times, 50),
+            "p99_back_s": pct(times, 99),
+            "event_s": state.get("event_s"),
+            "closed_p50_s": pct(sorted(closed), 50),
+            "closed_max_s": max(closed, default=None),
+            "reopened_p50_s": pct(sorted(reopened), 50),
+            "reopened_max_s": max(reopened, default=None),
+            "reconnect_attempts": state["attempts"] - before,
+            "probes_sent": k,
+            **w.cpu,
+        }
+
+    def redeploy(self) -> str:
+        """POST the party's source again (a comment changed): the server reloads the party."""
+        import urllib.request
+
+        source = self.spec["party_source"] + f"\n# redeployed {time.time()}\n"
+        request = urllib.request.Request(
+            f"http://{self.host}:{self.port}/party-api/parties/{self.spec['party']}",
+            data=json.dumps({"source": source}).encode(),
+            method="POST",
+            headers={**self.headers, "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return f"{response.status} {response.read(200).decode(errors='replace')}"
+
+    async def bigdoc(self) -> dict[str, Any]:
+        """A YServer room holding a big document: a seeder sends its updates (`updates_file`)
+        while an observer, in the room from the start, counts them relayed (then the server
+        has applied them all); the growth of the server's RSS is the room's memory. Then
+        `joiners` clients connect at once, each asks for the document (sync step 1, empty
+        state vector) and is synced when its sync step 2 arrives: seconds until all are.
+        With `history_prefix` (jupyter-party), the same document is then seeded into a room
+        of a party with `history` persistence, which reports the time of its compactions."""
+        spec = self.spec
+        frames = [b"\x00\x02" + varuint(len(u)) + u for u in read_updates(spec["updates_file"])]
+        room = f"bigdoc-{os.getpid()}"
+        await self.seed(self.url(room + "-warm-up"), frames[:1])  # first-room costs: not counted
+        before = self.server.rss()
+        seed = await self.seed(self.url(room), frames)
+        await asyncio.sleep(1.0)  # let the server settle before reading its RSS
+        held = self.server.rss()
+        loop = asyncio.get_running_loop()
+        synced: list[float] = []
+        all_synced = loop.create_future()
+        step1 = b"\x00\x00\x01\x00"
+        n = spec["joiners"]
+
+        def on_frames(client: Client, payloads: list[bytes]) -> None:
+            if client.tag is None and any(p[:2] == b"\x00\x01" for p in payloads):
+                client.tag = loop.time() - t0
+                synced.append(client.tag)
+                if len(synced) == n and not all_synced.done():
+                    all_synced.set_result(None)
+
+        async def join() -> Client:
+            client = await self.connect(room)
+            client.on_frames = on_frames
+            client.send(step1, BINARY)
+            return client
+
+        with self.window() as w:
+            t0 = loop.time()
+            await asyncio.gather(*[join() for _ in range(n)])
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(all_synced, spec.get("timeout", 300))
+        result = {
+            "doc_mb": sum(map(len, frames)) / 2**20,
+            "updates": len(frames),
+            "seed_s": seed,
+            "room_mb": (held - before) / 2**20,
+            "joiners": n,
+            "lost": n - len(synced),
+            "all_synced_s": max(synced) if len(synced) == n else None,
+            "p50_synced_s": pct(sorted(synced), 50),
+            "rss_joined_mb": self.server.rss() / 2**20,
+            **w.cpu,
+        }
+        self.close_all()
+        if spec.get("history_prefix"):
+            history_room = f"{spec['history_prefix']}bigdoc-{os.getpid()}{self.query}"
+            result["history_seed_s"] = await self.seed(history_room, frames)
+            result["compactions_ms"] = await loop.run_in_executor(
+                None, self.compactions, history_room, spec.get("timeout", 300)
+            )
+            self.close_all()
+        return result
+
+    async def seed(self, path: str, frames: list[bytes]) -> float:
+        """Send `frames` into the room at `path`; seconds until an observer got them all."""
+        loop = asyncio.get_running_loop()
+        got = {"n": 0}
+        done = loop.create_future()
+
+        def counted(client: Client, payloads: list[bytes]) -> None:
+            got["n"] += sum(1 for p in payloads if p[:2] == b"\x00\x02")
+            if got["n"] >= len(frames) and not done.done():
+                done.set_result(None)
+
+        observer = Client(self.host, self.port, path, self.headers)
+        seeder = Client(self.host, self.port, path, self.headers)
+        observer.on_frames = counted
+        for client in (observer, seeder):
+            await loop.create_connection(lambda c=client: c, self.host, self.port)
+            await asyncio.wait_for(client.opened, CONNECT_TIMEOUT)
+            self.clients.append(client)
+        t0 = loop.time()
+        for k in range(0, len(frames), 20):
+            seeder.send_many(frames[k : k + 20], BINARY)
+            await asyncio.sleep(0)
+        await asyncio.wait_for(done, self.spec.get("timeout", 300))
+        return loop.time() - t0
+
+    def compactions(self, path: str, timeout: float) -> list[float]:
+        """The compaction times the `ydochist` room reports (over HTTP), once it has one."""
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        last = None
+        while True:
+            request = urllib.request.Request(
+                f"http://{self.host}:{self.port}{path}", headers=self.headers
+            )
+            with urllib.request.urlopen(request, timeout=60) as response:
+                times = json.loads(response.read())["compactions_ms"]
+            if (times and times == last) or time.monotonic() > deadline:
+                return times
+            last = times
+            time.sleep(0.5)  # compactions run after the updates are logged: poll till done
+
+    async def churn(self) -> dict[str, Any]:
+        """Sessions open and close for `seconds`: `concurrency` workers, half in plain rooms
+        (connect, a message, its echo, close), half in Y rooms (connect, sync step 1, the
+        server's first frame, an update, close), each worker in a room of its own, which
+        therefore opens and closes with each session. The server tree's RSS is sampled every
+        `sample_s`; after `warmup_s`, the least-squares slope of RSS over sessions done is the
+        growth per 10,000 sessions, over the whole measured span and over each of its halves
+        (flat: the halves agree)."""
+        spec = self.spec
+        seconds, warmup = spec["seconds"], spec["warmup_s"]
+        y_prefix = spec.get("y_prefix", self.prefix)
+        y_update = bytes.fromhex(spec["y_update"])
+        loop = asyncio.get_running_loop()
+        counts = {"plain": 0, "y": 0, "failed": 0}
+        stop_at = loop.time() + seconds
+        step1 = b"\x00\x00\x01\x00"  # sync step 1 with an empty state vector
+        update = b"\x00\x02" + varuint(len(y_update)) + y_update
+
+        async def session(kind: str, room: str) -> None:
+            got = loop.create_future()
+            client = Client(self.host, self.port, room, self.headers)
+            await loop.create_connection(lambda: client, self.host, self.port)
+            client.on_frames = lambda c, p: got.done() or got.set_result(None)
+            try:
+                await asyncio.wait_for(client.opened, CONNECT_TIMEOUT)
+                if kind == "plain":
+                    client.send(b"hello")
+                else:
+                    client.send(step1, BINARY)
+                await asyncio.wait_for(got, CONNECT_TIMEOUT)
+                if kind == "y":
+                    client.send(update, BINARY)
+                await client.close()
+            finally:
+                client.abort()
+
+        async def worker(index: int) -> None:
+            kind = "plain" if index % 2 == 0 else "y"
+            prefix = self.prefix if kind == "plain" else y_prefix
+            room = f"{prefix}churn-{os.getpid()}-{index}{self.query}"
+            while loop.time() < stop_at:
+                try:
+                    await session(kind, room)
+                    counts[kind] += 1
+                except (OSError, TimeoutError):
+                    counts["failed"] += 1
+
+        samples: list[tuple[float, int, int]] = []  # (seconds since start, sessions, rss)
+        children: list[tuple[int, int]] = []  # (sessions, rss of the child processes)
+
+        async def sampler() -> None:
+            start = loop.time()
+            while loop.time() < stop_at:
+                done = counts["plain"] + counts["y"]
+                samples.append((loop.time() - start, done, self.server.rss()))
+                children.append((done, self.server.rss(children_only=True)))
+                await asyncio.sleep(spec["sample_s"])
+
+        with self.window() as w:
+            await asyncio.gather(sampler(), *[worker(i) for i in range(spec["concurrency"])])
+        measured = [(n, rss) for t, n, rss in samples if t >= warmup]
+        warm = len(samples) - len(measured)
+        half = len(measured) // 2
+        per_10k = lambda points: slope(points) * 10_000 / 2**20  # noqa: E731
+        sessions = counts["plain"] + counts["y"]
+        return {
+            "sessions": sessions,
+            "plain_sessions": counts["plain"],
+            "y_sessions": counts["y"],
+            "lost": counts["failed"],
+            "sessions_per_s": sessions / w.wall,
+            "measured_sessions": measured[-1][0] - measured[0][0] if measured else 0,
+            "mib_per_10k_sessions": per_10k(measured),
+            "mib_per_10k_first_half": per_10k(measured[: half + 1]),
+            "mib_per_10k_second_half": per_10k(measured[half:]),
+            # of which in the server's child processes (the party worker)
+            "mib_per_10k_in_children": per_10k(children[warm:]),
+            "rss_start_mb": samples[0][2] / 2**20 if samples else None,
+            "rss_warm_mb": measured[0][1] / 2**20 if measured else None,
+            "rss_end_mb": samples[-1][2] / 2**20 if samples else None,
+            # a few points of the curve: (seconds, sessions, MiB)
+            "curve": [
+                (round(t), n, round(r / 2**20, 2))
+                for t, n, r in samples[:: max(1, len(samples) // 20)]
+            ],
             **w.cpu,
         }
 
@@ -640,6 +1055,18 @@ def machine_busy() -> float | None:
     )
 
 
+def read_updates(path: str) -> list[bytes]:
+    """Yjs updates, length-prefixed in a file (run.py's make_updates, make_bigdoc)."""
+    with open(path, "rb") as f:
+        blob = f.read()
+    updates, i = [], 0
+    while i < len(blob):
+        n = int.from_bytes(blob[i : i + 4], "big")
+        updates.append(blob[i + 4 : i + 4 + n])
+        i += 4 + n
+    return updates
+
+
 def varuint(n: int) -> bytes:
     out = bytearray()
     while n > 0x7F:
@@ -647,6 +1074,16 @@ def varuint(n: int) -> bytes:
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+def slope(points: list[tuple[int, int]]) -> float:
+    """Least-squares slope of y over x (0 with fewer than two distinct x)."""
+    if len(points) < 2:
+        return 0.0
+    mx = sum(x for x, _ in points) / len(points)
+    my = sum(y for _, y in points) / len(points)
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / sxx if sxx else 0.0
 
 
 def pct(sorted_values: list[float], p: float) -> float | None:

@@ -1,11 +1,14 @@
 """Where jupyter-party's memory per idle connection goes: tracemalloc, by allocation site.
 
     python benchmarks/memprofile.py [N]
+    python benchmarks/memprofile.py --churn SECONDS
 
 Starts `jupyter party serve --workers 0` (rooms in the server process, which holds the
 sockets) with PYTHONTRACEMALLOC=1 (slow: for attribution, not for figures), opens N idle
 connections to one room and prints the allocation sites that grew, in bytes per connection.
-The RSS figures come from `run.py` (scenario idle_1k).
+The RSS figures come from `run.py` (scenario idle_1k). With `--churn`, the churn scenario's
+sessions run for SECONDS instead (a third of it as warm-up, before the snapshot), and the
+sites that grew are shown in bytes per session: what a leak is made of.
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from loadgen import Load
-from run import ServerProcess
+from run import ServerProcess, y_update
 
 
-async def probe(server: ServerProcess, n: int) -> dict:
+async def probe(server: ServerProcess, n: int, churn: float = 0.0) -> dict:
     load = Load({"port": server.port, "prefix": "/parties/bcast/", "headers": server.headers})
     control = Load({"port": server.port, "prefix": "/parties/memprobe/", "headers": server.headers})
     ctl = await control.connect("probe")
@@ -33,20 +36,38 @@ async def probe(server: ServerProcess, n: int) -> dict:
         ctl.send(what.encode())
         return json.loads(await asyncio.wait_for(got, 60))
 
-    first = await load.connect("idle")  # the room exists before the snapshot
-    first.send(b"x")
-    await asyncio.sleep(0.5)
-    await ask("snap")
-    await load.connect_many(["idle"] * n, 32)
-    await asyncio.sleep(1.0)
+    if churn:
+        spec = {
+            "port": server.port,
+            "prefix": "/parties/bcast/",
+            "y_prefix": "/parties/ydoc/",
+            "y_update": y_update().hex(),
+            "headers": server.headers,
+            "concurrency": 8,
+            "sample_s": 5,
+            "warmup_s": 0,
+        }
+        await Load({**spec, "seconds": churn / 3}).churn()  # warm-up
+        await ask("snap")
+        sessions = (await Load({**spec, "seconds": churn * 2 / 3}).churn())["sessions"]
+        await asyncio.sleep(1.0)
+    else:
+        first = await load.connect("idle")  # the room exists before the snapshot
+        first.send(b"x")
+        await asyncio.sleep(0.5)
+        await ask("snap")
+        await load.connect_many(["idle"] * n, 32)
+        await asyncio.sleep(1.0)
+        sessions = n
     result = await ask("diff")
     load.close_all()
     control.close_all()
-    return result
+    return {**result, "n": sessions}
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    churn = float(sys.argv[2]) if sys.argv[1:2] == ["--churn"] else 0.0
+    n = int(sys.argv[1]) if len(sys.argv) > 1 and not churn else 1000
     with tempfile.TemporaryDirectory() as tmp:
         # The probe party reads the heap of the process it runs in: with rooms in the server
         # process (workers = 0), that is the one holding the sockets. (With workers, each
@@ -55,15 +76,16 @@ def main() -> None:
         server.env["PYTHONTRACEMALLOC"] = "1"
         try:
             server.start()
-            result = asyncio.run(probe(server, n))
+            result = asyncio.run(probe(server, n, churn))
         finally:
             server.stop()
     if "error" in result:
         sys.exit(result["error"])
-    print(f"{n} connections: Python heap grew {result['total_kb'] / n:.2f} KB per connection")
-    print(f"{'B/conn':>8} {'objs/conn':>10}  allocation site")
+    n, unit = result["n"], "session" if churn else "connection"
+    print(f"{n} {unit}s: Python heap grew {result['total_kb'] * 1024 / n:.2f} B per {unit}")
+    print(f"{'B/' + unit:>12} {'objs/' + unit:>14}  allocation site")
     for row in result["top"]:
-        print(f"{row['kb'] * 1024 / n:8.0f} {row['count'] / n:10.1f}  {row['where']}")
+        print(f"{row['kb'] * 1024 / n:12.2f} {row['count'] / n:14.4f}  {row['where']}")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ import http.client
 import json
 import os
 import platform
+import re
 import resource
 import shutil
 import signal
@@ -32,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,6 +88,22 @@ class Scenario:
     # Before each measurement, wait up to this many seconds for the rest of the machine to
     # be quiet (see wait_for_quiet); figures taken on a busy machine are flagged.
     quiet_wait: float = 0.0
+
+
+def storm(name: str, what: str, how: dict[str, str], extra: tuple[str, ...] = ()) -> Scenario:
+    """A reconnect storm scenario (loadgen.py `storm`): `how` is its event and client policy."""
+    return Scenario(
+        name,
+        what,
+        "storm",
+        "bcast",
+        ("jupyter-party",),
+        {"clients": 5000, "timeout": 90, **how},
+        {"clients": 30, "timeout": 60, **how},
+        "all_back_s",
+        higher_is_better=False,
+        extra=("p50_back_s", "p99_back_s", "reconnect_attempts", "lost", *extra),
+    )
 
 
 SCENARIOS = [
@@ -165,6 +183,18 @@ SCENARIOS = [
         BCAST,
         {"connections": 10000},
         {"connections": 30},
+        "kb_per_connection",
+        higher_is_better=False,
+        extra=("children_kb_per_connection", "rss_before_mb", "rss_after_mb", "connect_per_s"),
+    ),
+    Scenario(
+        "idle_10k_y",
+        "idle memory: 10,000 connections in one Y room (each got the server's sync step 1)",
+        "idle",
+        "ydoc",
+        ("jupyter-party", "y-websocket"),
+        {"connections": 10000, "y": True},
+        {"connections": 30, "y": True},
         "kb_per_connection",
         higher_is_better=False,
         extra=("children_kb_per_connection", "rss_before_mb", "rss_after_mb", "connect_per_s"),
@@ -253,6 +283,91 @@ SCENARIOS = [
         higher_is_better=False,
         extra=("rounds", "lease_ttl_s"),
     ),
+    Scenario(
+        "churn",
+        "sessions open and close (8 at a time, half plain rooms, half Y rooms), 30 min; "
+        "RSS growth per 10,000 sessions after 5 min of warm-up",
+        "churn",
+        "bcast",
+        ("jupyter-party", "tornado-naive"),
+        {"seconds": 1800, "warmup_s": 300, "concurrency": 8, "sample_s": 5},
+        {"seconds": 3, "warmup_s": 1, "concurrency": 4, "sample_s": 0.2},
+        "mib_per_10k_sessions",
+        higher_is_better=False,
+        timeout=3600.0,
+        extra=(
+            "mib_per_10k_first_half",
+            "mib_per_10k_second_half",
+            "mib_per_10k_in_children",
+            "sessions",
+            "sessions_per_s",
+            "rss_warm_mb",
+            "rss_end_mb",
+            "server_cpu_pct",
+            "others_cpu_pct",
+        ),
+    ),
+    Scenario(
+        "rooms_10k",
+        "many rooms: 10,000 rooms with one connection each (connect, message, echo, 50 at a "
+        "time), all held: RSS growth per room (beyond a connection's: idle_10k's, same run)",
+        "coldstart",
+        "bcast",
+        ("jupyter-party", "tornado-naive", "node-ws"),
+        {"rooms": 10_000, "concurrency": 50, "hold": True},
+        {"rooms": 30, "concurrency": 5, "hold": True},
+        "kb_per_room",
+        higher_is_better=False,
+        extra=("kb_beyond_connection", "children_kb_per_room", "rooms_per_s", "p99_ms"),
+    ),
+    Scenario(
+        "bigdoc",
+        "big document: a YServer room holding ~10 MB (100,000 paragraphs typed 100 at a time); "
+        "100 clients join at once: seconds until all are synced",
+        "bigdoc",
+        "ydoc",
+        ("jupyter-party", "y-websocket", "jupyter-party-inproc"),
+        {"paragraphs": 100_000, "per_update": 100, "joiners": 100, "timeout": 300},
+        {"paragraphs": 12_000, "per_update": 100, "joiners": 5, "timeout": 60},
+        "all_synced_s",
+        higher_is_better=False,
+        extra=("p50_synced_s", "room_mb", "seed_s", "doc_mb", "server_cpu_pct", "compactions_ms"),
+        quick_servers=("jupyter-party", "y-websocket"),
+    ),
+    Scenario(
+        "widgets",
+        "the console widget in JupyterLab (headless Chromium) while 1,000 messages/s reach "
+        "its room for 10 s (benchmarks/widgets.py)",
+        "widgets",
+        "bcast",
+        ("jupyter-party",),
+        {"rate": 1000, "seconds": 10},
+        {"rate": 200, "seconds": 1},
+        "frame_p99_ms",
+        higher_is_better=False,
+        extra=(
+            "frames_per_s",
+            "long_task_ms",
+            "catch_up_s",
+            "log_lines",
+            "kernel_cpu_pct",
+            "browser_cpu_pct",
+            "idle_frame_p99_ms",
+        ),
+    ),
+    storm(
+        "storm_redeploy",
+        "reconnect storm: 5,000 clients in one room, the party redeployed (1012 to all): "
+        "seconds until every client is back and got a message sent after it",
+        {"event": "redeploy", "policy": "jupyter-party"},
+    ),
+    storm(
+        "storm_kill",
+        "reconnect storm: 5,000 clients in one room, the server killed (SIGKILL) and started "
+        "again; clients with partysocket's backoff",
+        {"event": "kill", "policy": "partysocket"},
+        ("restart_s",),
+    ),
 ]
 BY_NAME = {s.name: s for s in SCENARIOS}
 
@@ -277,6 +392,14 @@ TARGETS = [
     ("cluster_fanout", CLUSTER, "gain>=", 0.5),  # the cross-node hop must not dominate
     ("cluster_coldstart", CLUSTER, ">=", 500.0),
     ("cluster_takeover", CLUSTER, "<=", 11.0),  # lease_ttl + 1 s
+    # Issue #15.
+    ("coldstart", "tornado-naive", "ratio>=", 0.8),
+    ("rooms_10k", None, "beyond<=", 8.0),  # KB per room beyond the connection's
+    ("idle_10k", None, "<=", 12.0),
+    ("idle_10k_y", None, "<=", 12.0),
+    ("churn", None, "<=", 0.2),
+    ("storm_redeploy", None, "<=", 3.0),
+    ("bigdoc", "y-websocket", "ratio<=", 1.0),
 ]
 
 # -- setup -------------------------------------------------------------------------------------
@@ -298,7 +421,7 @@ def setup(install: bool) -> dict[str, bool]:
         print(f"setup: pip install {' '.join(missing)}", flush=True)
         subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", *missing], check=True)
     if install and not (NODE_DIR / "node_modules").is_dir() and shutil.which("npm"):
-        print(f"setup: npm ci in {NODE_DIR} (ws, partykit)", flush=True)
+        print(f"setup: npm ci in {NODE_DIR} (ws, partykit, y-websocket)", flush=True)
         env = {**os.environ, "NO_UPDATE_NOTIFIER": "1"}
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, env=env)
     node_ok = bool(shutil.which("node")) and (NODE_DIR / "node_modules" / "ws").is_dir()
@@ -306,6 +429,10 @@ def setup(install: bool) -> dict[str, bool]:
         "node-ws": node_ok,
         "partykit-dev": node_ok and (NODE_DIR / "node_modules" / "partykit").is_dir(),
         "pycrdt-websocket": have_module("pycrdt.websocket") and have_module("websockets"),
+        "y-websocket": node_ok and (NODE_DIR / "node_modules" / "y-websocket").is_dir(),
+        "widgets": have_module("playwright")
+        and have_module("jupyterlab")
+        and Path(os.environ.get("JUPYTER_PARTY_CHROMIUM", "/usr/bin/chromium")).exists(),
     }
 
 
@@ -325,15 +452,15 @@ def pinned(cores: int | str) -> list[str]:
     return []
 
 
-def party_command(port: int, storage: str) -> list[str]:
-    """`jupyter party serve` of the benchmark parties on `port`."""
+def party_command(port: int, storage: str, parties: Path = HERE / "parties") -> list[str]:
+    """`jupyter party serve` of the benchmark parties (in `parties`) on `port`."""
     return [
         sys.executable,
         "-m",
         "jupyter_party.cli",
         "serve",
         "--parties",
-        str(HERE / "parties"),
+        str(parties),
         "--port",
         str(port),
         "--ip",
@@ -373,10 +500,14 @@ class ServerProcess:
         cwd = HERE
         self.ports = [self.port]
         if is_party(name):
+            # A copy: a redeploy (the storm scenario) writes the party's file into it.
+            shutil.copytree(HERE / "parties", workdir / "parties", dirs_exist_ok=True)
             for d in ("DATA", "RUNTIME", "CONFIG"):
                 (workdir / "jupyter" / d.lower()).mkdir(parents=True, exist_ok=True)
                 env[f"JUPYTER_{d}_DIR"] = str(workdir / "jupyter" / d.lower())
-            argv = party_command(self.port, f"sqlite:///{workdir / 'rooms.db'}")
+            argv = party_command(
+                self.port, f"sqlite:///{workdir / 'rooms.db'}", workdir / "parties"
+            )
             if PARTY_VARIANTS[name] is not None:
                 argv += ["--workers", str(PARTY_VARIANTS[name])]
             if name == CLUSTER:  # node a on `port` (the launcher's readiness), node b
@@ -407,6 +538,10 @@ class ServerProcess:
                 "--config",
                 "partykit.json",
             ]
+        elif name == "y-websocket":  # its own server (bin/server.cjs), documents in memory
+            env.update(HOST="127.0.0.1", PORT=str(self.port))
+            argv = ["node", str(NODE_DIR / "node_modules" / "y-websocket" / "bin" / "server.cjs")]
+            self.prefix = "/"
         elif name == "pycrdt-websocket":
             argv = [sys.executable, str(BASELINES / "pycrdt_ws.py"), str(self.port)]
             self.prefix = "/"
@@ -478,6 +613,19 @@ class ServerProcess:
             "server_cores_same_for_all": len(affinities) == 1,
         }
 
+    def kill(self) -> None:
+        """SIGKILL to the whole process group (the server and its workers), at once."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def errors_since(self, offset: int) -> list[str]:
+        """Error lines the server logged after byte `offset` of its log."""
+        with open(self.log_path, "rb") as log:
+            log.seek(offset)
+            text = log.read().decode(errors="replace")
+        return [line for line in text.splitlines() if re.search(r"Traceback|\[E |ERROR", line)]
+
     def stop(self) -> None:
         if self.proc is None:
             return
@@ -509,12 +657,80 @@ def make_updates(path: Path, n: int) -> None:
     path.write_bytes(b"".join(len(u).to_bytes(4, "big") + u for u in updates))
 
 
-def run_loadgen(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+def make_bigdoc(path: Path, paragraphs: int, per_update: int) -> None:
+    """A big document as the updates that wrote it: `paragraphs` paragraphs of ~100 B typed
+    `per_update` at a time, length-prefixed, in order (~10 MB for 100,000)."""
+    from pycrdt import Doc, Text
+
+    doc = Doc()
+    text = doc.get("text", type=Text)
+    updates: list[bytes] = []
+    doc.observe(lambda event: updates.append(event.update))
+    filler = "lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor " * 2
+    for start in range(0, paragraphs, per_update):
+        block = "".join(
+            f"{i:>7} {filler}"[:103] + "\n"
+            for i in range(start, min(start + per_update, paragraphs))
+        )
+        with doc.transaction():
+            text.insert(len(text), block)
+    path.write_bytes(b"".join(len(u).to_bytes(4, "big") + u for u in updates))
+
+
+def y_update() -> bytes:
+    """One small Yjs update (a client types a word); applying it again changes nothing."""
+    from pycrdt import Doc, Text
+
+    doc = Doc()
+    doc.get("text", type=Text).insert(0, "churn")
+    return doc.get_update()
+
+
+def run_loadgen(spec: dict[str, Any], timeout: float, on_ready: Any = None) -> dict[str, Any]:
+    """Run the load generator; `on_ready()`, if given, is called when it prints READY (the
+    storm scenario's kill: then it is told what `on_ready` returned, on its stdin)."""
     argv = [*pinned(LOADGEN_CORE), sys.executable, str(HERE / "loadgen.py"), json.dumps(spec)]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=HERE)
-    if out.returncode != 0:
-        raise RuntimeError(f"load generator failed ({out.returncode}):\n{out.stderr[-3000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True, cwd=HERE
+        )
+        timer = threading.Timer(timeout, proc.kill)
+        timer.start()
+        lines = []
+        try:
+            for line in proc.stdout:
+                if line.strip() == "READY" and on_ready is not None:
+                    proc.stdin.write(f"{on_ready()}\n")
+                    proc.stdin.flush()
+                else:
+                    lines.append(line)
+            proc.wait()
+        finally:
+            timer.cancel()
+        if proc.returncode != 0:
+            err.seek(0)
+            raise RuntimeError(f"load generator failed ({proc.returncode}):\n{err.read()[-3000:]}")
+    return json.loads(lines[-1])
+
+
+def run_widgets(load: dict[str, Any], workdir: Path, timeout: float) -> dict[str, Any]:
+    """benchmarks/widgets.py (JupyterLab and Chromium of its own): the loaded window's figures,
+    and the idle window's as `idle_*`."""
+    print("  widgets / jupyter-party ...", end=" ", flush=True)
+    out = workdir / "widgets.json"
+    argv = [sys.executable, str(HERE / "widgets.py"), "--json", str(out)]
+    argv += ["--rate", str(load["rate"]), "--seconds", str(load["seconds"])]
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=HERE)
+        if done.returncode != 0:
+            raise RuntimeError(done.stdout[-1500:] + done.stderr[-1500:])
+        measured = json.loads(out.read_text())
+    except Exception as error:
+        print("error")
+        return {"error": str(error)[-2000:]}
+    result = {**measured["load"], **{f"idle_{k}": v for k, v in measured["idle"].items()}}
+    print(f"{result['frame_p99_ms']:.1f}")
+    return result
 
 
 def rooms_per_worker(party: str, spec: dict[str, Any], name: str) -> list[int]:
@@ -655,6 +871,7 @@ def run_scenario(
     profile: bool,
     shared: dict[str, ServerProcess],
     env_extra: dict[str, str] | None = None,
+    churn_seconds: float | None = None,
 ) -> dict[str, Any]:
     """Each server starts fresh for each scenario; with --quick, `shared` keeps them running
     across scenarios (jupyter-party serves every party from one process) to save start-ups.
@@ -662,6 +879,10 @@ def run_scenario(
     round after round (the median round counts): load from elsewhere on the machine, which
     comes and goes, then weighs on each server alike."""
     sizes = dict(scenario.quick if quick else scenario.full)
+    if scenario.loadgen == "churn" and churn_seconds:  # --churn-seconds
+        sizes["seconds"] = churn_seconds
+        sizes["warmup_s"] = min(sizes["warmup_s"], churn_seconds / 6)
+        scenario = dataclasses.replace(scenario, timeout=churn_seconds + 600)
     if quick:
         scenario = dataclasses.replace(scenario, quiet_wait=0.0)  # a smoke test: no waiting
     out: dict[str, Any] = {"what": scenario.what, "metric": scenario.metric, "sizes": sizes}
@@ -670,7 +891,14 @@ def run_scenario(
     if scenario.loadgen == "crdt":
         load["updates_file"] = str(workdir / "updates.bin")
         make_updates(Path(load["updates_file"]), load.pop("updates"))
-    if sizes.get("interleaved_rounds"):
+    if scenario.loadgen == "bigdoc":
+        load["updates_file"] = str(workdir / "bigdoc.bin")
+        make_bigdoc(Path(load["updates_file"]), load.pop("paragraphs"), load.pop("per_update"))
+    if scenario.loadgen == "churn":
+        load["y_update"] = y_update().hex()
+    if scenario.loadgen == "widgets":
+        out["servers"] = {"jupyter-party": run_widgets(load, workdir, scenario.timeout)}
+    elif sizes.get("interleaved_rounds"):
         out["servers"] = run_interleaved(
             scenario, servers, quick, workdir, profile, shared, env_extra, load
         )
@@ -846,12 +1074,26 @@ def measure(
         "server_pids": [server.pid],
         **load,
     }
+    if scenario.loadgen == "bigdoc" and is_party(server.name):  # and the compaction time
+        spec["history_prefix"] = "/parties/ydochist/"
+    if scenario.loadgen == "churn":  # its Y rooms: party ydoc (a baseline: the same path)
+        spec["y_prefix"] = "/parties/ydoc/" if is_party(server.name) else server.prefix
     if scenario.loadgen == "cpu":
         spec["room_names"] = [f"burn-{i}" for i in range(load["rooms"])]
+    on_ready = None
+    if scenario.loadgen == "storm":
+        spec["party_source"] = (HERE / "parties" / f"{scenario.party}.py").read_text()
+        spec["party"] = scenario.party
+        if spec["event"] == "kill":
+            on_ready = restarter(server, spec)
+    log_offset = server.log_path.stat().st_size if server.log_path.exists() else 0
     prof_path = HERE / "results" / f"profile-{scenario.name}-{server.name}.txt"
     with profiling(server, prof_path, profile) as prof:
         tree = server.tree()
-        result = run_loadgen(spec, scenario.timeout)
+        result = run_loadgen(spec, scenario.timeout, on_ready)
+    if scenario.loadgen == "storm":
+        result["server_errors"] = server.errors_since(log_offset)[:20]
+        result.update(spec.get("restart", {}))
     result.update(tree)
     result.update(quiet)
     if scenario.quiet_wait and result.get("others_cpu_pct", 0) > BUSY_PCT:
@@ -913,11 +1155,41 @@ def _post(port: int, path: str) -> int:
         conn.close()
 
 
+def restarter(server: ServerProcess, spec: dict[str, Any]) -> Any:
+    """The storm scenario's kill: SIGKILL the server's process group, tell the load generator
+    (its clock starts), start the server again on the same port; how long the restart took
+    goes into `spec["restart"]`."""
+
+    def kill_and_restart() -> str:
+        server.kill()
+        started = time.perf_counter()
+        threading.Thread(target=restart, args=(started,), daemon=True).start()
+        return "KILLED"
+
+    def restart(started: float) -> None:
+        server.start()
+        spec["restart"] = {"restart_s": round(time.perf_counter() - started, 2)}
+
+    return kill_and_restart
+
+
 def show(scenario: Scenario, result: dict[str, Any]) -> None:
     shown = result.get(scenario.metric)
     print(f"{shown:,.1f}" if isinstance(shown, int | float) else result.get("error", "?"))
     if result.get("lost"):
         print(f"    INVALID: {result['lost']} messages lost", flush=True)
+
+
+def beyond_connection(results: dict[str, Any]) -> None:
+    """What a room costs beyond its connection: rooms_10k's KB per room minus idle_10k's KB
+    per connection, for each server measured in both (same run)."""
+    rooms, idle = results.get("rooms_10k"), results.get("idle_10k")
+    if not rooms or not idle:
+        return
+    for name, result in rooms["servers"].items():
+        per_connection = idle["servers"].get(name, {}).get("kb_per_connection")
+        if "kb_per_room" in result and per_connection is not None:
+            result["kb_beyond_connection"] = result["kb_per_room"] - per_connection
 
 
 def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
@@ -932,6 +1204,9 @@ def check_targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         elif kind == "held":
             got = jp.get("connections", 0) - jp.get("lost", 0)
             ok = got >= value and not jp.get("lost")
+        elif kind == "beyond<=":
+            got = jp.get("kb_beyond_connection")
+            ok = got is not None and got <= value
         elif kind.startswith(("ratio", "gain")):
             if baseline not in res["servers"]:
                 continue  # not run (--servers, or not installed)
@@ -1021,9 +1296,12 @@ def run_all(
                 skipped[name] = "not installed (run without --no-install)"
                 continue
             servers.append(name)
+        if scenario.loadgen == "widgets" and not available["widgets"]:
+            skipped[scenario.name] = "needs playwright, jupyterlab and Chromium"
+            continue
         print(f"{scenario.name}: {scenario.what}", flush=True)
         results[scenario.name] = run_scenario(
-            scenario, servers, args.quick, tmp, args.profile, shared, env_extra
+            scenario, servers, args.quick, tmp, args.profile, shared, env_extra, args.churn_seconds
         )
         if scenario.loadgen == "cpu":
             results[scenario.name]["work_per_message"] = burn
@@ -1041,6 +1319,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, default=HERE / "results" / "latest.json")
     parser.add_argument("--no-install", action="store_true", help="skip what is not installed")
     parser.add_argument("--profile", action="store_true", help="py-spy the jupyter-party server")
+    parser.add_argument(
+        "--churn-seconds", type=float, help="duration of the churn scenario (default: 30 min)"
+    )
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)  # stop every server on SIGTERM too
 
@@ -1063,6 +1344,7 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             for server in shared.values():
                 server.stop()
+    beyond_connection(results)
     targets = [] if args.quick else check_targets(results)
     print_report(results, targets)
     document = {

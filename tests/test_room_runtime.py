@@ -102,6 +102,29 @@ async def test_reconnect_with_same_pk_keeps_the_new_socket(host):
     assert (await room.fetch("/connections")).json()["ids"] == ["same"]
 
 
+async def test_an_id_finds_its_newest_open_connection_and_is_forgotten_with_it(host):
+    """`get_connection` looks the id up (not a scan of the room): the newest open socket of a
+    reused id is found, and the room keeps nothing of an id once its sockets are gone."""
+    room = host.room("probe", "ids")
+    peer = await room.connect("peer")
+    await peer.recv_json()
+    old = await room.connect("same")
+    await old.recv_json()
+    new = await room.connect("same")
+    await new.recv_json()
+    await peer.send({"op": "get_connection", "id": "same"})
+    assert await new.recv_json() == {"type": "found", "by": "peer"}
+    await new.close()
+    for client in (peer, old):
+        assert (await client.recv_json())["type"] == "left"
+    await peer.send({"op": "get_connection", "id": "same"})  # the older one is still open
+    assert await old.recv_json() == {"type": "found", "by": "peer"}
+    await old.close()
+    assert (await peer.recv_json())["type"] == "left"
+    instance = host.session.host.rooms[("probe", "ids")]
+    assert list(instance._by_id) == ["peer"] and len(instance._connections) == 1
+
+
 async def test_broadcast_without(host):
     a, b, c = [await host.connect("probe", "bcast", n) for n in "abc"]
     for client in (a, b, c):

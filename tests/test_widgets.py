@@ -35,7 +35,22 @@ def record(widget) -> list[tuple[dict, list]]:
 
 
 def custom(sent) -> list[tuple[dict, list]]:
+    """The custom messages sent to the front end, but the console's log deltas."""
+    return [(c, b) for c, b in _custom(sent) if c.get("type") != "log"]
+
+
+def log_deltas(sent) -> list[list[dict]]:
+    """The console's log deltas sent to the front end: the entries of each."""
+    return [c["entries"] for c, _ in _custom(sent) if c.get("type") == "log"]
+
+
+def _custom(sent) -> list[tuple[dict, list]]:
     return [(d["content"], b) for d, b in sent if d.get("method") == "custom"]
+
+
+def states(sent) -> list[dict]:
+    """The state updates sent to the front end."""
+    return [d["state"] for d, _ in sent if d.get("method") == "update"]
 
 
 def from_front_end(widget, content: dict, buffers: list | None = None) -> None:
@@ -80,6 +95,21 @@ def test_console_messages_are_bounded():
     for n in range(205):
         w._log("info", f"event {n}")
     assert len(w.messages) == 200 and w.messages[-1]["text"] == "event 204"
+
+
+def test_log_travels_as_deltas_not_as_the_whole_log():
+    """The kernel's own entries (relay mode) go to the front end one delta each; the page's
+    (direct mode) arrive batched and are appended; neither syncs the whole log back."""
+    w = RoomConsole("chat", "lobby")
+    sent = record(w)
+    w._log("info", "from the kernel")
+    batch = [{"dir": "in", "text": f"m{n}", "time": n} for n in range(3)]
+    from_front_end(w, {"type": "log", "entries": [*batch, {"dir": "bogus", "text": 5}, "junk"]})
+    assert [e["text"] for e in w.messages] == ["from the kernel", "m0", "m1", "m2", "5"]
+    assert w.messages[-1] == {"dir": "info", "text": "5", "time": 0}
+    assert log_deltas(sent) == [[w.messages[0]]] and states(sent) == []
+    w.messages = []  # assigned from Python: the whole (empty) log is synced
+    assert states(sent) == [{"messages": []}]
 
 
 def test_front_end_updates_set_traits():

@@ -117,6 +117,7 @@ class Room:
         self._handle = handle  # the room's number on the wire
         self._server_class = server_class
         self._connections: dict[Connection, None] = {}  # insertion-ordered set, keyed by socket
+        self._by_id: dict[str, list[Connection]] = {}  # the same connections by id, in order
         self._gate = asyncio.Event()  # set while events may start
         self._block = asyncio.Lock()
         self._failure: BaseException | None = None
@@ -152,8 +153,8 @@ class Room:
 
     def get_connection(self, id: str) -> Connection | None:
         """The newest open connection with this id, or None."""
-        for connection in reversed(self._connections):
-            if connection.id == id and not connection.closed:
+        for connection in reversed(self._by_id.get(id, ())):
+            if not connection.closed:
                 return connection
         return None
 
@@ -164,6 +165,26 @@ class Room:
             for c in self._connections
             if not c.closed and (tag is None or tag in c.tags or tag == c.id)
         ]
+
+    def _full(self, limit: int) -> bool:
+        """Whether `limit` connections are open: counted only when as many are known (some
+        may be closed, not yet forgotten), so a join costs O(1), not a scan of the room."""
+        return len(self._connections) >= limit and len(self.get_connections()) >= limit
+
+    def _add(self, connection: Connection) -> None:
+        self._connections[connection] = None
+        self._by_id.setdefault(connection.id, []).append(connection)
+
+    def _forget(self, connection: Connection) -> bool:
+        """Remove a connection; False if it was not there."""
+        if connection not in self._connections:
+            return False
+        del self._connections[connection]
+        same = self._by_id[connection.id]
+        same.remove(connection)
+        if not same:
+            del self._by_id[connection.id]
+        return True
 
     async def block_concurrency_while(self, work: Callable[[], Awaitable[T]] | Awaitable[T]) -> T:
         """Run `work` (a coroutine function or awaitable) while no other event starts."""
@@ -191,7 +212,7 @@ class Room:
         self._last_activity = time.time()
         server = self._instance
         ctx = ConnectionContext(request)
-        self._connections[connection] = None
+        self._add(connection)
         connection._traffic = self._traffic
         self._services.members.joined(connection._handle, self._handle)
         try:
@@ -200,7 +221,7 @@ class Room:
             )
             await self._run("on_connect", server._handle_connect, connection, ctx)
         except Exception as error:
-            self._connections.pop(connection, None)
+            self._forget(connection)
             connection.closed = True
             await self._report_error("on_connect", connection, error)
             raise RoomError(f"{type(error).__name__}: {error}") from error
@@ -237,9 +258,8 @@ class Room:
     async def _disconnect(self, connection: Connection, code: int, reason: str) -> None:
         """Forget a closed connection and tell the party."""
         connection.closed = True
-        if connection not in self._connections:
+        if not self._forget(connection):
             return
-        del self._connections[connection]
         task = asyncio.ensure_future(self._close_hook(connection, code, reason))
         self._closing.add(task)  # `_stop` waits for these: they may still use storage
         task.add_done_callback(self._closing.discard)

@@ -181,7 +181,7 @@ class Session:
             return self._uplink.opened(conn, CloseCode.OVERLOADED, str(error))
         except RoomError as error:
             return self._uplink.opened(conn, CloseCode.HANDLER_ERROR, str(error))
-        if len(room.get_connections()) >= host.limits.max_connections_per_room:
+        if room._full(host.limits.max_connections_per_room):
             host.release(room)
             return self._uplink.opened(conn, CloseCode.OVERLOADED, "room is full")
         # Who holds an id: the owner (any Jupyter-authenticated user), one share link, or,

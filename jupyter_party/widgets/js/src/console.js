@@ -5,12 +5,18 @@
 //   status, connection_id, connections (room size, -1 unknown), messages [{dir, text, time}],
 //   share ({url, access, local} or {error}: the last share link asked for).
 // In direct mode this module's per-model session writes them; in relay mode the kernel does.
+// The message log is the exception: its entries travel as deltas, {type: "log", entries}, from
+// whichever side holds the connection to the other (direct mode: at most one message to the
+// kernel per FLUSH_MS), never as the whole log on every message; `messages` carries the whole
+// log only when a page loads the widget or the kernel assigns it. Views render it bounded and
+// incrementally, once per animation frame.
 // A share link asked for in direct mode comes from the page's own server and address; in relay
 // mode the kernel makes it ({type: "share", access} to the kernel).
 import { openTransport, randomId, requestShare, roomConnections, sharedSession } from "./transport.js";
 import { CloseCode } from "./codes.js";
 
 export const MAX_MESSAGES = 200;
+export const FLUSH_MS = 200; // direct mode: new log entries reach the kernel at most this often
 const POLL_MS = 5000;
 
 export const CSS = `
@@ -32,11 +38,59 @@ function describe(data) {
   return typeof data === "string" ? data : `<${data.byteLength} bytes of binary data>`;
 }
 
-/** Append to the model's message log (bounded) and sync it to the kernel. */
-export function logMessage(model, dir, text) {
-  const messages = [...(model.get("messages") || []), { dir, text, time: Date.now() }];
-  model.set("messages", messages.slice(-MAX_MESSAGES));
-  model.save_changes();
+/**
+ * A model's message log on this page, shared by its views: the last MAX_MESSAGES entries.
+ * `watch(view)` calls `view(entries, reset)` with each batch appended, or with the whole log
+ * (`reset`) when the kernel sends it; `add` (direct mode: this page holds the connection) also
+ * queues the entry for the kernel, which gets every entry queued in one message per FLUSH_MS.
+ */
+export function createLog(model) {
+  let entries = (model.get("messages") || []).slice(-MAX_MESSAGES);
+  let queued = [];
+  let timer = null;
+  const views = new Set();
+  const emit = (batch, reset) => {
+    for (const view of views) view(batch, reset);
+  };
+  const flush = () => {
+    timer = null;
+    if (queued.length) model.send({ type: "log", entries: queued });
+    queued = [];
+  };
+  const append = (batch) => {
+    entries.push(...batch);
+    if (entries.length > MAX_MESSAGES) entries.splice(0, entries.length - MAX_MESSAGES);
+    emit(batch, false);
+  };
+  const onReset = () => {
+    entries = (model.get("messages") || []).slice(-MAX_MESSAGES);
+    emit(entries, true);
+  };
+  const onCustom = (msg) => {
+    if (msg && msg.type === "log" && Array.isArray(msg.entries)) append(msg.entries);
+  };
+  model.on("change:messages", onReset);
+  model.on("msg:custom", onCustom);
+  return {
+    entries: () => entries,
+    watch(view) {
+      views.add(view);
+      return () => views.delete(view);
+    },
+    add(dir, text) {
+      const entry = { dir, text, time: Date.now() };
+      append([entry]);
+      queued.push(entry);
+      if (queued.length > MAX_MESSAGES) queued.splice(0, queued.length - MAX_MESSAGES);
+      timer ??= setTimeout(flush, FLUSH_MS);
+    },
+    close() {
+      clearTimeout(timer);
+      flush();
+      model.off("change:messages", onReset);
+      model.off("msg:custom", onCustom);
+    },
+  };
 }
 
 function setState(model, state) {
@@ -51,6 +105,7 @@ function createSession(model, env) {
   const direct = transport.mode === "direct";
   const party = model.get("party");
   const room = model.get("room");
+  const log = createLog(model);
   let poll = null;
   const refresh = async () => {
     const count = await roomConnections(transport, party, room, env.fetch || globalThis.fetch);
@@ -60,24 +115,25 @@ function createSession(model, env) {
     setState(model, { connection_id: id, status: "connecting", mode_used: "direct" });
     transport.on("open", () => {
       setState(model, { status: "connected" });
-      logMessage(model, "info", "connected");
+      log.add("info", "connected");
       clearInterval(poll);
       setTimeout(refresh, 300); // let the server finish accepting us before counting
       poll = setInterval(refresh, POLL_MS);
     });
-    transport.on("message", (data) => logMessage(model, "in", describe(data)));
+    transport.on("message", (data) => log.add("in", describe(data)));
     transport.on("close", ({ code, reason, final }) => {
       clearInterval(poll);
       if (code === CloseCode.NORMAL && reason === "widget closed") return;
       setState(model, { status: `closed (${code}${reason ? ": " + reason : ""})${final ? "" : ", reconnecting"}` });
-      logMessage(model, "info", `closed ${code} ${reason}`);
+      log.add("info", `closed ${code} ${reason}`);
     });
   }
   return {
     transport,
+    log,
     send(text) {
       if (!transport.send(text)) return;
-      if (direct) logMessage(model, "out", text);  // the kernel logs relayed messages itself
+      if (direct) log.add("out", text); // the kernel logs relayed messages itself
     },
     async share(access) {
       if (!direct) {
@@ -93,6 +149,7 @@ function createSession(model, env) {
     close() {
       clearInterval(poll);
       transport.close();
+      log.close();
     },
   };
 }
@@ -108,9 +165,15 @@ async function copyText(text, button, env) {
   }
 }
 
-/** The anywidget module; `env` injects {document, location, WebSocket, fetch, clipboard} for tests. */
+/**
+ * The anywidget module; `env` injects {document, location, WebSocket, fetch, clipboard,
+ * requestAnimationFrame} for tests.
+ */
 export function createConsole(env = {}) {
   const sessions = new WeakMap();
+  const nextFrame =
+    env.requestAnimationFrame ||
+    ((f) => (globalThis.requestAnimationFrame ? globalThis.requestAnimationFrame(f) : setTimeout(f, 16)));
   return {
     render({ model, el }) {
       const { session, release } = sharedSession(sessions, model, () => createSession(model, env));
@@ -140,18 +203,39 @@ export function createConsole(env = {}) {
           `here: you (${id.slice(0, 8) || "?"})` +
           (count >= 0 ? ` · ${count} connection${count === 1 ? "" : "s"} in the room` : "") + mode;
       };
-      const renderLog = () => {
+      // The log's DOM changes once per animation frame, whatever the message rate: the
+      // entries appended since the last frame (at most MAX_MESSAGES), or all of them after a
+      // reset; the oldest lines go, so the list never holds more than MAX_MESSAGES.
+      let pending = [];
+      let resetPending = true;
+      let scheduled = false;
+      const line = ({ dir, text, time }) => {
+        const div = document.createElement("div");
+        div.className = dir;
+        const arrow = dir === "in" ? "←" : dir === "out" ? "→" : "·";
+        div.textContent = `${new Date(time).toLocaleTimeString()} ${arrow} ${text}`;
+        return div;
+      };
+      const paint = () => {
+        scheduled = false;
         const atBottom = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
-        log.replaceChildren(
-          ...(model.get("messages") || []).map(({ dir, text, time }) => {
-            const line = document.createElement("div");
-            line.className = dir;
-            const arrow = dir === "in" ? "←" : dir === "out" ? "→" : "·";
-            line.textContent = `${new Date(time).toLocaleTimeString()} ${arrow} ${text}`;
-            return line;
-          }),
-        );
+        if (resetPending) log.replaceChildren(...session.log.entries().map(line));
+        else log.append(...pending.map(line));
+        for (let extra = log.childElementCount - MAX_MESSAGES; extra > 0; extra--) log.firstElementChild.remove();
+        pending = [];
+        resetPending = false;
         if (atBottom) log.scrollTop = log.scrollHeight;
+      };
+      const renderLog = (batch, reset) => {
+        if (reset) resetPending = true;
+        else if (!resetPending) {
+          pending.push(...batch);
+          if (pending.length > MAX_MESSAGES) pending.splice(0, pending.length - MAX_MESSAGES);
+        }
+        if (!scheduled) {
+          scheduled = true;
+          nextFrame(paint);
+        }
       };
       const renderShare = () => {
         const share = model.get("share") || {};
@@ -177,10 +261,10 @@ export function createConsole(env = {}) {
       };
       const events = ["change:status", "change:connection_id", "change:connections", "change:party", "change:room"];
       for (const event of events) model.on(event, renderHeader);
-      model.on("change:messages", renderLog);
+      const unwatch = session.log.watch(renderLog);
       model.on("change:share", renderShare);
       renderHeader();
-      renderLog();
+      paint();
       renderShare();
       $(".share-write").addEventListener("click", () => session.share("write"));
       $(".share-read").addEventListener("click", () => session.share("read"));
@@ -195,7 +279,7 @@ export function createConsole(env = {}) {
 
       return () => {
         for (const event of events) model.off(event, renderHeader);
-        model.off("change:messages", renderLog);
+        unwatch();
         model.off("change:share", renderShare);
         release();
       };

@@ -1,11 +1,13 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { createConsole, MAX_MESSAGES } from "../src/console.js";
+import { createConsole, FLUSH_MS, MAX_MESSAGES } from "../src/console.js";
 import { roomUrl } from "../src/transport.js";
-import { FakeWebSocket, fakeModel, setPageConfig, tick } from "./fakes.js";
+import { FakeWebSocket, fakeFrames, fakeModel, setPageConfig, tick } from "./fakes.js";
 
 let el;
+let frames;
 beforeEach(() => {
   FakeWebSocket.instances = [];
+  frames = fakeFrames();
   el = document.createElement("div");
   document.body.append(el);
 });
@@ -15,6 +17,8 @@ afterEach(() => {
 });
 
 const text = (selector) => el.querySelector(selector).textContent;
+/** The log entries the kernel was sent (direct mode: deltas, `{type: "log", entries}`). */
+const logged = (model) => model.sent.filter((m) => m.content.type === "log").flatMap((m) => m.content.entries);
 
 describe("direct mode (JupyterLab / Notebook 7)", () => {
   const fetch = vi.fn(async () => ({
@@ -25,7 +29,7 @@ describe("direct mode (JupyterLab / Notebook 7)", () => {
   function setup(config = { baseUrl: "/jp/", wsUrl: "", token: "tok" }) {
     setPageConfig(config);
     const model = fakeModel();
-    const widget = createConsole({ WebSocket: FakeWebSocket, fetch });
+    const widget = createConsole({ WebSocket: FakeWebSocket, fetch, ...frames });
     const cleanup = widget.render({ model, el });
     return { model, cleanup, socket: FakeWebSocket.last() };
   }
@@ -56,19 +60,47 @@ describe("direct mode (JupyterLab / Notebook 7)", () => {
     expect(model.get("status")).toBe("connected");
     socket.receive('{"type":"message","text":"hello"}');
     socket.receive(new Uint8Array([1, 2, 3]));
+    frames.run();
     const lines = [...el.querySelectorAll(".log div")].map((d) => d.textContent);
     expect(lines.some((l) => l.endsWith('← {"type":"message","text":"hello"}'))).toBe(true);
     expect(lines.at(-1)).toMatch(/← <3 bytes of binary data>$/);
     expect(el.querySelector(".log .in")).not.toBeNull();
-    expect(model.saves).toBeGreaterThan(0); // the log reaches the kernel through the model
 
     const input = el.querySelector(".message");
     input.value = "hi there";
     el.querySelector("form").dispatchEvent(new Event("submit", { cancelable: true }));
     expect(socket.sent).toEqual(["hi there"]);
     expect(input.value).toBe("");
-    expect(model.get("messages").at(-1)).toMatchObject({ dir: "out", text: "hi there" });
+    frames.run();
     expect(el.querySelector(".log .out").textContent).toMatch(/→ hi there$/);
+    await tick(FLUSH_MS + 20); // the entries reach the kernel as one delta
+    expect(logged(model).map((e) => [e.dir, e.text])).toEqual([
+      ["info", "connected"],
+      ["in", '{"type":"message","text":"hello"}'],
+      ["in", "<3 bytes of binary data>"],
+      ["out", "hi there"],
+    ]);
+    expect(model.sent.filter((m) => m.content.type === "log")).toHaveLength(1);
+  });
+
+  it("sends the kernel deltas in batches and paints once per frame, whatever the rate", async () => {
+    const { model, socket } = setup();
+    socket.open();
+    await tick(FLUSH_MS + 20);
+    const before = { saves: model.saves, sent: model.sent.length };
+    for (let n = 0; n < 1000; n++) socket.receive(`m${n}`);
+    expect(frames.pending).toBe(1); // one paint asked for, not one per message
+    expect(model.saves).toBe(before.saves); // the whole log is never synced per message
+    await tick(FLUSH_MS + 20);
+    const deltas = model.sent.slice(before.sent);
+    expect(deltas).toHaveLength(1);
+    // the last MAX_MESSAGES of the burst (older ones had already scrolled out)
+    expect(deltas[0].content.entries.map((e) => e.text)).toEqual(
+      Array.from({ length: MAX_MESSAGES }, (_, i) => `m${1000 - MAX_MESSAGES + i}`),
+    );
+    frames.run();
+    expect(el.querySelectorAll(".log div")).toHaveLength(MAX_MESSAGES);
+    expect(el.querySelector(".log div:last-child").textContent).toMatch(/← m999$/);
   });
 
   it("shows presence: its own id and the room's connection count from the admin API", async () => {
@@ -82,12 +114,18 @@ describe("direct mode (JupyterLab / Notebook 7)", () => {
     expect(text(".presence")).toContain("3 connections in the room");
   });
 
-  it("keeps the log bounded", () => {
-    const { model, socket } = setup();
+  it("keeps the rendered log bounded, frame after frame", () => {
+    const { socket } = setup();
     socket.open();
-    for (let n = 0; n < MAX_MESSAGES + 20; n++) socket.receive(`m${n}`);
-    expect(model.get("messages")).toHaveLength(MAX_MESSAGES);
-    expect(el.querySelectorAll(".log div")).toHaveLength(MAX_MESSAGES);
+    for (let n = 0; n < MAX_MESSAGES + 20; n++) {
+      socket.receive(`m${n}`);
+      if (n % 7 === 0) frames.run();
+    }
+    frames.run();
+    const lines = [...el.querySelectorAll(".log div")];
+    expect(lines).toHaveLength(MAX_MESSAGES);
+    expect(lines[0].textContent).toMatch(/← m20$/);
+    expect(lines.at(-1).textContent).toMatch(/← m219$/);
   });
 
   it("reconnects with the same id after a drop, but not after a refusal", async () => {
@@ -113,14 +151,16 @@ describe("direct mode (JupyterLab / Notebook 7)", () => {
   it("shares one connection between views and closes it with the last", () => {
     setPageConfig({ baseUrl: "/", token: "t" });
     const model = fakeModel();
-    const widget = createConsole({ WebSocket: FakeWebSocket, fetch });
+    const widget = createConsole({ WebSocket: FakeWebSocket, fetch, ...frames });
     const first = widget.render({ model, el });
     const other = document.createElement("div");
     const second = widget.render({ model, el: other });
     expect(FakeWebSocket.instances).toHaveLength(1);
     FakeWebSocket.last().open();
     FakeWebSocket.last().receive("x");
+    frames.run();
     expect(other.querySelector(".log").textContent).toContain("← x");
+    expect(el.querySelector(".log").textContent).toContain("← x");
     first();
     expect(FakeWebSocket.last().closed).toBeNull();
     second();
@@ -131,16 +171,23 @@ describe("direct mode (JupyterLab / Notebook 7)", () => {
 
 describe("relay mode (no jupyter-config-data: VS Code, Colab)", () => {
   it("asks the kernel to connect, renders the kernel's log, sends through the kernel", () => {
-    const model = fakeModel({ connection_id: "k1" });
-    const cleanup = createConsole({ WebSocket: FakeWebSocket }).render({ model, el });
+    const model = fakeModel({ connection_id: "k1", messages: [{ dir: "info", text: "earlier", time: 0 }] });
+    const cleanup = createConsole({ WebSocket: FakeWebSocket, ...frames }).render({ model, el });
     expect(FakeWebSocket.instances).toHaveLength(0);
     expect(model.sent[0].content).toEqual({ type: "relay-open", id: "k1", query: {} });
     expect(text(".presence")).toContain("via the kernel");
+    expect(text(".log")).toMatch(/· earlier$/); // the log the page loaded with the state
 
     model.set("status", "connected"); // the kernel reports through the model
-    model.set("messages", [{ dir: "in", text: "from the room", time: 0 }]);
+    model.emit("msg:custom", { type: "log", entries: [{ dir: "in", text: "from the room", time: 0 }] });
     expect(text(".status")).toBe("connected");
+    frames.run();
+    expect(el.querySelectorAll(".log div")).toHaveLength(2);
     expect(el.querySelector(".log .in").textContent).toMatch(/← from the room$/);
+    model.set("messages", [{ dir: "out", text: "assigned in Python", time: 0 }]); // the whole log
+    frames.run();
+    expect(el.querySelectorAll(".log div")).toHaveLength(1);
+    expect(text(".log")).toMatch(/→ assigned in Python$/);
 
     el.querySelector(".message").value = "hello";
     el.querySelector("form").dispatchEvent(new Event("submit", { cancelable: true }));

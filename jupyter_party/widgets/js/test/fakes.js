@@ -79,3 +79,17 @@ export function setPageConfig(config) {
 }
 
 export const tick = (ms = 0) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** `requestAnimationFrame` for tests: the frames asked for run when the test calls `run()`. */
+export function fakeFrames() {
+  const queue = [];
+  return {
+    requestAnimationFrame: (callback) => queue.push(callback),
+    run() {
+      for (const callback of queue.splice(0)) callback();
+    },
+    get pending() {
+      return queue.length;
+    },
+  };
+}

@@ -23,6 +23,11 @@ function model(state) {
   const listeners = {};
   return {
     state,
+    sent: [], // custom messages to the kernel
+    logged() {
+      // the console's log entries, as the kernel gets them: deltas ({type: "log", entries})
+      return this.sent.filter((m) => m.type === "log").flatMap((m) => m.entries);
+    },
     get: (key) => state[key],
     set(key, value) {
       state[key] = value;
@@ -30,7 +35,9 @@ function model(state) {
     },
     on: (event, f) => (listeners[event] ||= []).push(f),
     off() {},
-    send() {},
+    send(content) {
+      this.sent.push(content);
+    },
     save_changes() {},
   };
 }
@@ -66,13 +73,16 @@ const closeC = roomConsole.render({ model: mc, el: c });
 await wait(() => mc.state.status === "connected", "the console to connect");
 c.querySelector(".message").value = "hi";
 c.querySelector("form").dispatchEvent(new Event("submit", { cancelable: true }));
-await wait(() => mc.state.messages.some((m) => m.dir === "in" && m.text.includes('"text":"hi"')), "the echo");
+await wait(() => mc.logged().some((m) => m.dir === "in" && m.text.includes('"text":"hi"')), "the echo");
 await wait(() => mc.state.connections === 1, "the connection count");
+const lines = () => [...c.querySelectorAll(".log div")].map((d) => d.className + d.textContent.split(" ").at(-1));
+const logged = () => mc.logged().map((m) => m.dir + m.text.split(" ").at(-1));
+await wait(() => JSON.stringify(lines()) === JSON.stringify(logged()), "the page to show what the kernel got");
 
 console.log(JSON.stringify({
   serverDoc,
   presenceB: b.querySelector(".presence").textContent,
-  console: mc.state.messages.map((m) => [m.dir, m.text]),
+  console: mc.logged().map((m) => [m.dir, m.text]),
   consolePresence: c.querySelector(".presence").textContent,
 }));
 closeA();
