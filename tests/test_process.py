@@ -12,6 +12,7 @@ import os
 import random
 import re
 import shlex
+import shutil
 import signal
 import socket
 import sqlite3
@@ -25,6 +26,8 @@ from pathlib import Path
 import pytest
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
+
+from conftest import require
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_PARTIES = Path(__file__).resolve().parent / "parties"
@@ -483,6 +486,18 @@ class Echo(Server):
 """
 
 
+SOMAXCONN_LIMIT = int(Path("/proc/sys/net/core/somaxconn").read_text())
+
+
+def listen_backlog(port: int) -> int:
+    """The accept queue's size of the socket listening on `port` (`ss`: Send-Q of LISTEN)."""
+    require(shutil.which("ss") is not None, "no ss (apt-get install iproute2)")
+    shown = subprocess.run(
+        ["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True, check=True
+    ).stdout.split()
+    return int(shown[2])  # State Recv-Q Send-Q Local Peer
+
+
 def test_serve_cli_flags(tmp_path):
     parties = tmp_path / "my-parties"
     parties.mkdir()
@@ -517,6 +532,8 @@ def test_serve_cli_flags(tmp_path):
         assert f":{port}/" in server.log()
         status, body = request(port, "GET", "/party-api/parties")
         assert status == 200, body
+        # A reconnect storm must not overflow the listen queue (Tornado's is 128).
+        assert listen_backlog(port) == min(socket.SOMAXCONN, SOMAXCONN_LIMIT)
         sources = {p["name"]: p["source"] for p in json.loads(body)["parties"]}
         assert sources.get("echo") == str(parties / "echo.py"), sources
         status, body = request(port, "GET", "/party-api/rooms")
