@@ -61,14 +61,14 @@ async def test_one_owner_per_room_and_tokens_only_grow(redis_url):
         assert await a.claim(SCOPE) == first  # the holder extends its own lease
         assert await a.owner(SCOPE) == "a"
         assert await b.claim(OTHER) is not None  # other rooms are independent
-        assert await b.renew(SCOPE, first) is False
+        assert await b.renew({SCOPE: first}) == [SCOPE]  # lost (never b's)
         await b.release(SCOPE, first)  # not b's lease: nothing happens
         assert await a.owner(SCOPE) == "a"
         await a.release(SCOPE, first)
         assert await a.owner(SCOPE) is None
         second = await b.claim(SCOPE)
         assert second > first
-        assert await a.renew(SCOPE, first) is False
+        assert await a.renew({SCOPE: first, OTHER: 0}) == [SCOPE, OTHER]
 
 
 async def test_lease_expires_unless_renewed(redis_url):
@@ -76,12 +76,12 @@ async def test_lease_expires_unless_renewed(redis_url):
         token = await a.claim(SCOPE)
         started = time.monotonic()
         for _ in range(3):  # renewing keeps it past its ttl
-            assert await a.renew(SCOPE, token)
+            assert await a.renew({SCOPE: token}) == []
             assert await b.claim(SCOPE) is None
         await wait_for(lambda: b.claim(SCOPE))
         assert time.monotonic() - started >= 1.0
         assert await a.owner(SCOPE) == "b"
-        assert await a.renew(SCOPE, token) is False
+        assert await a.renew({SCOPE: token}) == [SCOPE]
 
 
 async def test_a_stale_fencing_token_cannot_write(redis_url):
