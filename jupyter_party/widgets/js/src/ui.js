@@ -3,7 +3,8 @@
 //
 //   export default {
 //     render({ model, el, room }) {
-//       room.on("message", (data) => ...);   // string, or Uint8Array for binary frames
+//       room.on("message", (data) => ...);   // string, or Uint8Array for binary frames; the
+//                                            // first listener also gets what came earlier
 //       room.send("hello");                   // buffered while offline
 //       // room.id, room.url, room.mode ("direct" | "relay"), room.connected,
 //       // room.on("open" | "close", ...) -> returns an unsubscribe function
@@ -43,6 +44,16 @@ function createSession(model, env) {
     if (code === CloseCode.NORMAL && reason === "widget closed") return;
     setState(model, { status: `closed (${code}${reason ? ": " + reason : ""})${final ? "" : ", reconnecting"}` });
   });
+  // The room's first messages (what `on_connect` sends) may arrive while the party's module
+  // is still loading: they are kept for the first "message" listener, until render returns.
+  let early = [];
+  const keepEarly = transport.on("message", (data) => early?.push(data));
+  const stopKeeping = () => {
+    keepEarly();
+    const kept = early;
+    early = null;
+    return kept || [];
+  };
   const room = {
     id,
     get url() {
@@ -53,10 +64,17 @@ function createSession(model, env) {
       return transport.connected;
     },
     send: (data) => transport.send(data),
-    on: (event, callback) => transport.on(event, callback),
+    on(event, callback) {
+      const off = transport.on(event, callback);
+      if (event === "message" && early) {
+        const kept = stopKeeping();
+        queueMicrotask(() => kept.forEach((data) => callback(data)));
+      }
+      return off;
+    },
     off: (event, callback) => transport.off(event, callback),
   };
-  return { transport, room, module: null, close: () => transport.close() };
+  return { transport, room, module: null, stopKeeping, close: () => transport.close() };
 }
 
 /** The anywidget module; `env` injects {document, location, WebSocket, importModule}. */
@@ -78,11 +96,13 @@ export function createPartyUI(env = {}) {
         const cleanup = session.module.render
           ? await session.module.render({ model, el, experimental, room: session.room })
           : undefined;
+        session.stopKeeping(); // a UI that never listens keeps nothing
         return async () => {
           if (typeof cleanup === "function") await cleanup();
           release();
         };
       } catch (error) {
+        session.stopKeeping();
         const pre = document.createElement("pre");
         pre.style.color = "#cf222e";
         pre.textContent = `${model.get("party")}: its UI module failed: ${error && error.stack ? error.stack : error}`;

@@ -54,3 +54,35 @@ it("shows an error when the party's module fails", async () => {
   expect(el.textContent).toContain("poll: its UI module failed");
   expect(el.textContent).toContain("boom");
 });
+
+it("gives the first listener what the room sent while the module was loading", async () => {
+  let loaded;
+  const loading = new Promise((resolve) => (loaded = resolve));
+  const model = fakeModel({ party: "quiz", room: "class", ui_esm: "unused" });
+  const importModule = () => loading;
+  const rendering = createPartyUI({ WebSocket: FakeWebSocket, importModule }).render({ model, el });
+  const socket = FakeWebSocket.last();
+  socket.open();
+  socket.receive("question"); // on_connect's message, before render listens
+  const seen = [];
+  loaded({ default: { render: ({ room }) => void room.on("message", (data) => seen.push(data)) } });
+  await rendering;
+  socket.receive("tally");
+  await Promise.resolve(); // the kept messages are handed over on a microtask
+  expect(seen).toEqual(["question", "tally"]);
+});
+
+it("keeps nothing once render returned without listening", async () => {
+  let room;
+  const model = fakeModel({ party: "quiz", room: "class", ui_esm: "unused" });
+  const importModule = async () => ({ default: { render: (args) => void (room = args.room) } });
+  await createPartyUI({ WebSocket: FakeWebSocket, importModule }).render({ model, el });
+  const socket = FakeWebSocket.last();
+  socket.open();
+  socket.receive("before anyone listened");
+  const seen = [];
+  room.on("message", (data) => seen.push(data)); // later, e.g. from a click
+  await Promise.resolve();
+  socket.receive("after");
+  expect(seen).toEqual(["after"]);
+});
