@@ -306,7 +306,7 @@ def _deepen_backlog(http_server: object) -> None:
 
     When a redeploy or a restart sends every client of a party back at once, a queue of 128
     overflows and the kernel drops the extra SYNs, which clients retry only after 1, 3, 7, 15
-    s: a 5,000-client reconnect storm took 38 s instead of 12 s (benchmarks/README.md). Linux
+    s: a 5,000-client reconnect storm took 38 s, 11 s with this (benchmarks/README.md). Linux
     lets a listening socket take a deeper queue (capped by `net.core.somaxconn`).
     """
     for sock in getattr(http_server, "_sockets", {}).values():  # Tornado's, by descriptor
