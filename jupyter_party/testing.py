@@ -39,7 +39,7 @@ from .protocol.ysync import (
 from .runtime import partylog
 from .runtime.clock import ManualClock
 from .runtime.errors import Overloaded
-from .runtime.http import Request, Response, dumps
+from .runtime.http import Request, Response, dumps, request_to_wire
 from .runtime.limits import Limits
 from .runtime.outbox import Outgoing
 from .runtime.partylog import PartyLogs, Record
@@ -320,25 +320,21 @@ class PartyHost:
         request, who, share_id = self._request(party, room, path, query, headers, user, share)
         connection = TestConnection(self, party, room, id)
         try:
-            verdict = await self.router.admit(party, room, request, "connect", who)
-            if "response" in verdict:
-                raise HandshakeRejected(_test_response(verdict["response"]))
-            if "refuse" in verdict:
-                _, code, message = verdict["refuse"]
-                connection._closed(code, message)
-                return connection
-            limit = verdict["party"]["send_buffer_limit"] or self.limits.send_buffer_limit
-            connection._max_size = verdict["party"]["max_message_size"] or connection._max_size
             connection._socket = await self.router.open(
                 _Transport(connection),
                 party,
                 room,
                 id,
-                verdict["request"],
+                request_to_wire(request),
                 share_id=share_id,
-                send_buffer_limit=limit,
+                who=who,
+                send_buffer_limit=self.limits.send_buffer_limit,
             )
+            limits = connection._socket.limits
+            connection._max_size = limits["max_message_size"] or connection._max_size
         except Refused as refused:
+            if refused.response is not None:
+                raise HandshakeRejected(_test_response(refused.response)) from None
             connection._closed(refused.code, str(refused))
         except Overloaded as error:
             connection._closed(CloseCode.OVERLOADED, str(error))

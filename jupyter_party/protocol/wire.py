@@ -19,14 +19,16 @@ import json
 import struct
 from typing import Any, NamedTuple
 
-VERSION = 1
+VERSION = 2
 MAX_FRAME = 1 << 30  # a frame claiming more is a broken peer, never a real message
 
 # Kinds. "client side" is the server process (or a worker calling another room through it);
 # "room side" is the worker that owns the room.
 HELLO = 1  # [version, pid] first frame each way; the server's also carries the config
-OPEN = 2  # client side: [conn, party, room, request, share_id]  a socket wants in
-OPENED = 3  # room side: [conn, code, reason]  code 0: admitted (on_connect done), else refused
+OPEN = 2  # client side: [conn, party, room, id, request, share_id, who]  a socket wants in
+# (who: null, or whom the party's gate judges first: "owner", "guest", "anonymous")
+OPENED = 3  # room side: [conn, code, reason, answer]  code 0: admitted (on_connect done), else
+# refused; answer (to a gated OPEN): {"party": limits}, or {"response": fields}, payload: its body
 JOINED = 4  # room side: [conn, room]  the socket counts as a member of room handle `room`
 MESSAGE = 5  # client side: [conn, text]  payload: the message
 CLOSED = 6  # client side: [conn, code, reason]  the socket closed

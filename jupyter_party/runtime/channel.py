@@ -192,8 +192,9 @@ class WorkerLink:
         id: str,
         request: dict[str, Any],
         share_id: str | None,
+        who: str | None,
     ) -> None:
-        self.channel.send(wire.OPEN, [conn, party, room, id, request, share_id])
+        self.channel.send(wire.OPEN, [conn, party, room, id, request, share_id, who])
 
     def message(self, conn: int, data: str | bytes) -> None:
         if isinstance(data, str):
@@ -208,7 +209,7 @@ class WorkerLink:
         return await self.channel.call(op, args, payload)
 
     def socket_opened(self, conn: int, code: int, reason: str) -> None:
-        self.channel.send(wire.OPENED, [conn, code, reason])
+        self.channel.send(wire.OPENED, [conn, code, reason, None])
 
     def socket_send(self, conn: int, message: Outgoing) -> None:
         self.channel.send(wire.SEND, [conn, message.text], message.payload)
@@ -229,7 +230,7 @@ class WorkerLink:
         elif kind == wire.JOINED:
             router.joined(worker, h[0], h[1])
         elif kind == wire.OPENED:
-            router.opened(worker, h[0], h[1], h[2])
+            router.opened(worker, h[0], h[1], h[2], h[3], frame.payload)
         elif kind == wire.CLOSE:
             router.close(worker, h[0], h[1], h[2])
         elif kind == wire.LOG:
@@ -275,8 +276,10 @@ class SessionLink:
     def joined(self, conn: int, room: int) -> None:
         self.channel.send(wire.JOINED, [conn, room])
 
-    def opened(self, conn: int, code: int, reason: str) -> None:
-        self.channel.send(wire.OPENED, [conn, code, reason])
+    def opened(
+        self, conn: int, code: int, reason: str, answer: dict[str, Any] | None, body: bytes
+    ) -> None:
+        self.channel.send(wire.OPENED, [conn, code, reason, answer], body)
 
     def send(self, conn: int, message: Outgoing) -> None:
         self.channel.send(wire.SEND, [conn, message.text], message.payload)
@@ -324,7 +327,7 @@ class SessionLink:
         elif kind == wire.SEND:
             session.socket_send(h[0], Outgoing.raw(frame.payload, h[1]))
         elif kind == wire.OPENED:
-            session.socket_opened(*h)
+            session.socket_opened(h[0], h[1], h[2])
         elif kind == wire.CLOSE:
             session.socket_close(*h)
         else:

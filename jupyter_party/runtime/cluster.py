@@ -362,7 +362,9 @@ class _Peer(_End):
         id: str,
         request: dict[str, Any],
         share_id: str | None,
+        who: str | None,
     ) -> None:
+        # `who` is always None: the relaying node ran the party's gate (see Router.open).
         spawn(self._open(conn, party, room, id, request, share_id))
 
     async def _open(
@@ -380,13 +382,13 @@ class _Peer(_End):
                 _Relayed(self, conn), party, room, id, request, share_id=share_id, peer=self
             )
         except Refused as refused:
-            return self.uplink.opened(conn, refused.code, str(refused))
+            return self.uplink.opened(conn, refused.code, str(refused), None, b"")
         except Overloaded as error:
-            return self.uplink.opened(conn, CloseCode.OVERLOADED, str(error))
+            return self.uplink.opened(conn, CloseCode.OVERLOADED, str(error), None, b"")
         if self.over:
             return router.closed(socket, CloseCode.GOING_AWAY, f"node {self.node!r} left")
         self.sockets[conn] = socket
-        self.uplink.opened(conn, 0, "")
+        self.uplink.opened(conn, 0, "", None, b"")
 
     def message(self, conn: int, data: str | bytes) -> None:
         socket = self.sockets.get(conn)

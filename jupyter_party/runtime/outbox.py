@@ -70,7 +70,6 @@ class Outbox:
 
     __slots__ = (
         "_in_flight",
-        "_limit",
         "_loop",
         "_pending",
         "_queue",
@@ -78,12 +77,13 @@ class Outbox:
         "_transport",
         "_writing",
         "closed",
+        "limit",
     )
 
     def __init__(self, transport: Transport, limit: int) -> None:
         self.closed = False
         self._transport = transport
-        self._limit = limit
+        self.limit = limit  # bytes queued or in flight before the client is closed
         self._loop = asyncio.get_running_loop()
         self._queue: list[Outgoing] = []
         self._pending = 0  # bytes queued plus bytes handed to the transport but not yet flushed
@@ -96,7 +96,7 @@ class Outbox:
         if self.closed:
             return
         size = len(message.payload)
-        if self._pending and self._pending + size > self._limit:  # one message always fits
+        if self._pending and self._pending + size > self.limit:  # one message always fits
             self.shut(CloseCode.OVERLOADED, "send buffer full: the client is not reading")
             return
         self._queue.append(message)

@@ -67,6 +67,7 @@ class Downlink(Protocol):
         id: str,
         request: dict[str, Any],
         share_id: str | None,
+        who: str | None,
     ) -> None: ...
     def message(self, conn: int, data: str | bytes) -> None: ...
     def closed(self, conn: int, code: int, reason: str) -> None: ...
@@ -85,11 +86,12 @@ class Peer(Protocol):
 
 
 class Refused(Exception):
-    """The room refused a socket: close it with `code` and this message."""
+    """The room refused a socket: close it with `code` and this message; or the party's gate
+    answered the upgrade with its own `response` (send that instead of upgrading)."""
 
-    def __init__(self, code: int, reason: str) -> None:
+    def __init__(self, code: int, reason: str, response: Response | None = None) -> None:
         super().__init__(reason)
-        self.code = code
+        self.code, self.response = code, response
 
 
 class Socket:
@@ -105,6 +107,7 @@ class Socket:
         "conn",
         "group",
         "id",
+        "limits",
         "opened",
         "outbox",
         "peer",
@@ -140,7 +143,10 @@ class Socket:
         self.peer = peer  # the node that relayed this socket here, if any
         self.span: tuple[int, int] | None = None  # its room, if relayed
         self.group: dict[Socket, None] | None = None
-        self.opened: asyncio.Future[tuple[int, str]] = asyncio.get_running_loop().create_future()
+        self.opened: asyncio.Future[tuple[int, str, dict[str, Any] | None]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self.limits: dict[str, Any] = _NO_LIMITS  # the party's own, once admitted through its gate
         self.unacked = 0
         self.waiter: asyncio.Future[None] | None = None
         self.caller: int | None = None  # the worker whose party code opened it, if any
@@ -176,6 +182,7 @@ class Router:
         self._reconnecting: dict[str, _Reconnects] = {}  # after a redeploy, by party
         self._relays: set[int] = set()  # links to other nodes of the party cluster
         self._spans: dict[tuple[int, int], dict[Peer, int]] = {}  # room -> relayed members
+        self._limits: dict[str, dict[str, Any]] = {}  # party -> its limits, shared by sockets
         #: The party cluster this node belongs to, if any (it sets itself here).
         self.cluster: Cluster | None = None
         #: Starts the workers on first use, if the host has not started them yet.
@@ -199,7 +206,7 @@ class Router:
         for socket in list(self._sockets.values()):
             if socket.worker == worker:
                 if not socket.opened.done():
-                    socket.opened.set_result((code, reason))
+                    socket.opened.set_result((code, reason, None))
                 socket.outbox.close(code, reason)
             if socket.caller == worker:
                 self.closed(socket, CloseCode.GOING_AWAY, "the calling room's worker is gone")
@@ -356,15 +363,24 @@ class Router:
         request: dict[str, Any],
         *,
         share_id: str | None,
+        who: str | None = None,
         send_buffer_limit: int = 1 << 62,
         peer: Peer | None = None,
     ) -> Socket:
         """Admit a socket to a room; returns once `on_connect` finished. Raises Refused.
-        A socket relayed here by another node comes with its `peer` (its send buffer is
-        that node's)."""
+
+        With `who` (see Session) the party's gate judges the socket first: in the owner's
+        session, in the same round trip as the open; for a room another node owns, here, before
+        the socket is relayed (as for HTTP requests). The socket's `limits` are then the
+        party's. A socket relayed here by another node comes with its `peer` (its send buffer
+        is that node's)."""
         relay, retried = peer is None, False
         while True:
             worker, link = await self._route(party, room, relay)
+            gate, limits = who, None
+            if who is not None and worker in self._relays:
+                limits, request = await self._gate_here(party, room, request, who)
+                gate = None
             self._conns += 1
             socket = Socket(
                 self, self._conns, id, worker, transport, send_buffer_limit, share_id, peer
@@ -372,14 +388,24 @@ class Router:
             self._sockets[socket.conn] = socket
             if share_id is not None:
                 self._shared[share_id] = self._shared.get(share_id, 0) + 1
-            link.open(socket.conn, party, room, id, request, share_id)
-            code, reason = await socket.opened
+            link.open(socket.conn, party, room, id, request, share_id, gate)
+            code, reason, answer = await socket.opened
             if not code:
                 break
             self._forget(socket)
+            if answer is not None:  # the party's gate answered with its own response
+                raise Refused(code, reason, answer["response"])
             if retried or not (code == CloseCode.OVERLOADED and self._raced(worker, relay)):
                 raise Refused(code, reason)
             retried = True
+        if answer is not None:
+            limits = answer["party"]
+        if limits is not None:  # one dict per party, however many sockets
+            held = self._limits.get(party)
+            if held != limits:  # the first socket, or a new version of the party
+                self._limits[party] = held = limits
+            socket.limits = held
+            socket.outbox.limit = limits["send_buffer_limit"] or send_buffer_limit
         if self._sockets.get(socket.conn) is socket:
             socket.access = request["access"]
             metrics.CONNECTIONS.labels(socket.access).inc()
@@ -387,6 +413,19 @@ class Router:
         if waiting is not None:
             waiting.came_back()
         return socket
+
+    async def _gate_here(
+        self, party: str, room: str, request: dict[str, Any], who: str
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The party's gate for a socket, run here: the party's limits and the request to open
+        with. Raises Refused."""
+        verdict = await self.admit(party, room, request_from_wire(request, b""), "connect", who)
+        if "response" in verdict:
+            raise Refused(CloseCode.FORBIDDEN, "", verdict["response"])
+        if "refuse" in verdict:
+            _, code, message = verdict["refuse"]
+            raise Refused(code, message)
+        return verdict["party"], verdict["request"]
 
     def _raced(self, worker: int, relay: bool) -> bool:
         """Whether a "try again" from local `worker` may come from another node having
@@ -577,12 +616,22 @@ class Router:
         span[socket.peer] = span.get(socket.peer, 0) + 1
         socket.peer.joined(socket, _span(worker, room))
 
-    def opened(self, worker: int, conn: int, code: int, reason: str) -> None:
+    def opened(
+        self,
+        worker: int,
+        conn: int,
+        code: int,
+        reason: str,
+        answer: dict[str, Any] | None,
+        body: bytes,
+    ) -> None:
         socket = self._sockets.get(conn)
         if socket is not None and not socket.opened.done():
             if code and socket.group is not None:
                 socket.group.pop(socket, None)
-            socket.opened.set_result((code, reason))
+            if answer is not None and "response" in answer:
+                answer = {"response": response_from_wire(answer["response"], body)}
+            socket.opened.set_result((code, reason, answer))
 
     def send(self, worker: int, conn: int, message: Outgoing) -> None:
         socket = self._sockets.get(conn)
@@ -691,8 +740,8 @@ class Router:
         socket = Socket(self, conn, args["id"], worker, relay, 1 << 62, None)  # no reader lags
         socket.caller = caller
         self._sockets[conn] = socket
-        link.open(conn, party, room, args["id"], request_to_wire(request), None)
-        code, reason = await socket.opened
+        link.open(conn, party, room, args["id"], request_to_wire(request), None, None)
+        code, reason, _ = await socket.opened
         if code:
             self._forget(socket)
         self._to_caller(caller).socket_opened(conn, code, reason)
@@ -714,6 +763,9 @@ class Router:
     def uplink(self, worker: int) -> Uplink:
         """Worker `worker`'s uplink, for an in-process session (`workers = 0`)."""
         return Uplink(self, worker)
+
+
+_NO_LIMITS: dict[str, Any] = {}  # a socket not judged by its party's gate: the server's
 
 
 def _span(worker: int, room: int) -> int:
@@ -798,8 +850,10 @@ class Uplink:
     def joined(self, conn: int, room: int) -> None:
         self._router.joined(self._worker, conn, room)
 
-    def opened(self, conn: int, code: int, reason: str) -> None:
-        self._router.opened(self._worker, conn, code, reason)
+    def opened(
+        self, conn: int, code: int, reason: str, answer: dict[str, Any] | None, body: bytes
+    ) -> None:
+        self._router.opened(self._worker, conn, code, reason, answer, body)
 
     def send(self, conn: int, message: Outgoing) -> None:
         self._router.send(self._worker, conn, message)

@@ -54,6 +54,7 @@ ACK_EVERY = WINDOW // 4
 MESSAGE_COST = 64  # bytes each message counts for on top of its length
 LOG_IN = "authentication required: use a Jupyter token"
 REFUSED = "refused by the party"  # what guests hear when a gate or on_connect raised
+GATE_ANSWERED = "the party's gate answered the request"  # with its own response: no upgrade
 
 
 class Uplink(Protocol):
@@ -61,7 +62,9 @@ class Uplink(Protocol):
 
     # What rooms do to sockets.
     def joined(self, conn: int, room: int) -> None: ...
-    def opened(self, conn: int, code: int, reason: str) -> None: ...
+    def opened(
+        self, conn: int, code: int, reason: str, answer: dict[str, Any] | None, body: bytes
+    ) -> None: ...
     def send(self, conn: int, message: Outgoing) -> None: ...
     def broadcast(self, room: int, message: Outgoing, without: list[str]) -> None: ...
     def close(self, conn: int, code: int, reason: str) -> None: ...
@@ -164,33 +167,54 @@ class Session:
         id: str,
         request: dict[str, Any],
         share_id: str | None,
+        who: str | None,
     ) -> None:
-        """Socket `conn` (connection `id`) wants into `(party, room)`: admit it; OPENED
-        says how that went."""
-        spawn(self._open(conn, party, room, id, request_from_wire(request, b""), share_id))
+        """Socket `conn` (connection `id`) wants into `(party, room)`: judged by the party's
+        gate first if `who` is given (see `_admit`), then admitted; OPENED says how that went
+        (one round trip for a client's upgrade)."""
+        spawn(self._open(conn, party, room, id, request_from_wire(request, b""), share_id, who))
 
     async def _open(
-        self, conn: int, party: str, room_id: str, id: str, request: Request, share_id: str | None
+        self,
+        conn: int,
+        party: str,
+        room_id: str,
+        id: str,
+        request: Request,
+        share_id: str | None,
+        who: str | None,
     ) -> None:
+        opened = self._uplink.opened
+        answer = None
+        if who is not None:
+            verdict = await self._admit(party, room_id, request, "connect", who)
+            if isinstance(verdict, Response):  # the gate answered: no upgrade
+                fields, body = response_to_wire(verdict)
+                return opened(conn, CloseCode.FORBIDDEN, GATE_ANSWERED, {"response": fields}, body)
+            if not isinstance(verdict, Request):
+                _, code, message = verdict  # the HTTP status is for requests
+                return opened(conn, code, message, None, b"")
+            request, answer = verdict, {"party": _limits(self.registry.get(party))}
         host = self.host
         try:
             room = host.acquire(party, room_id)
         except UnknownParty as error:
-            return self._uplink.opened(conn, CloseCode.UNKNOWN_PARTY, str(error))
+            return opened(conn, CloseCode.UNKNOWN_PARTY, str(error), None, b"")
         except Overloaded as error:
-            return self._uplink.opened(conn, CloseCode.OVERLOADED, str(error))
+            return opened(conn, CloseCode.OVERLOADED, str(error), None, b"")
         except RoomError as error:
-            return self._uplink.opened(conn, CloseCode.HANDLER_ERROR, str(error))
+            return opened(conn, CloseCode.HANDLER_ERROR, str(error), None, b"")
         if room._full(host.limits.max_connections_per_room):
             host.release(room)
-            return self._uplink.opened(conn, CloseCode.OVERLOADED, "room is full")
+            return opened(conn, CloseCode.OVERLOADED, "room is full", None, b"")
         # Who holds an id: the owner (any Jupyter-authenticated user), one share link, or,
         # for an anonymous client, nobody it could prove again.
         principal = f"share:{share_id}" if share_id else "owner" if request.user else None
         held = room.get_connection(id)
         if held is not None and (held._principal is None or held._principal != principal):
             host.release(room)  # another user's, or another link's: not this client's to take
-            return self._uplink.opened(conn, CloseCode.FORBIDDEN, f"connection id {id!r} is in use")
+            message = f"connection id {id!r} is in use"
+            return opened(conn, CloseCode.FORBIDDEN, message, None, b"")
         guest = share_id is not None or request.user is None
         connection = Connection(
             id,
@@ -209,14 +233,14 @@ class Session:
         except Overloaded as error:  # the room did not start here (party cluster): try again
             self._members.pop(conn, None)
             host.release(room)
-            return self._uplink.opened(conn, CloseCode.OVERLOADED, str(error))
+            return opened(conn, CloseCode.OVERLOADED, str(error), None, b"")
         except RoomError as error:
             self._members.pop(conn, None)
             host.release(room)
             reason = REFUSED if guest else str(error)  # the party's log has the traceback
-            return self._uplink.opened(conn, CloseCode.HANDLER_ERROR, reason)
+            return opened(conn, CloseCode.HANDLER_ERROR, reason, None, b"")
         if self._members.get(conn) is member:
-            self._uplink.opened(conn, 0, "")
+            opened(conn, 0, "", answer, b"")
             if self._watch is not None:
                 self._watch("join", room_id, id, None)
 

@@ -25,7 +25,7 @@ from ..protocol.codes import CloseCode
 from ..protocol.frames import close_reason
 from ..protocol.names import InvalidName, RoomPath, split_room_path
 from ..runtime.errors import Overloaded
-from ..runtime.http import Request, Response
+from ..runtime.http import Request, Response, request_to_wire
 from ..runtime.outbox import Outgoing
 from ..runtime.ratelimit import RateLimiter
 from ..runtime.room import maybe_await
@@ -203,21 +203,14 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
     async def _upgrade(self) -> None:
         try:
             self._where, request, who = await self._identify("connect")
-            verdict = await self.parties.router.admit(
-                self._where.party, self._where.room, request, "connect", who
-            )
-            if "response" in verdict:  # the party's gate answered: send that, do not upgrade
-                self._respond(verdict["response"])
-                return
-            if "refuse" in verdict:
-                status, code, message = verdict["refuse"]
-                raise RequestRefused.error(status, code, message)
-            self._party_limits = verdict["party"]
-            await self._join(verdict["request"])
+            await self._join(request, who)
         except RequestRefused as refused:
             self._refusal = refused
         except Overloaded as error:
             self._refusal = RequestRefused.error(503, CloseCode.OVERLOADED, str(error))
+        if self._refusal is not None and self._refusal.code is None:
+            self._respond(self._refusal.response)  # the party's gate answered: no upgrade
+            return
         try:
             await WebSocketHandler.get(self)  # returns once the socket is closed
         finally:
@@ -225,26 +218,29 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
                 socket, self._socket = self._socket, None
                 self.parties.router.closed(socket, CloseCode.ABNORMAL, "the handshake failed")
 
-    async def _join(self, request: dict[str, Any]) -> None:
-        """Admit the socket to its room (`on_connect` runs) before the handshake is answered.
-        Raises RequestRefused."""
+    async def _join(self, request: Request, who: str) -> None:
+        """Admit the socket to its room, through the party's gate (`on_before_connect`, then
+        `on_connect` run), before the handshake is answered. Raises RequestRefused."""
         where, grant, router = self._where, self._grant, self.parties.router
         if grant and router.shared(grant.id) >= self.parties.limits.max_connections_per_share:
             message = "too many connections on this share link"
             raise RequestRefused.error(503, CloseCode.OVERLOADED, message)
-        limit = self._party_limits.get("send_buffer_limit")
         try:
             self._socket = await router.open(
                 self._transport,
                 where.party,
                 where.room,
-                request["query"].get("_pk") or uuid.uuid4().hex,
-                request,
+                request.query.get("_pk") or uuid.uuid4().hex,
+                request_to_wire(request),
                 share_id=grant.id if grant else None,
-                send_buffer_limit=limit or self.parties.limits.send_buffer_limit,
+                who=who,
+                send_buffer_limit=self.parties.limits.send_buffer_limit,
             )
-        except Refused as refused:  # the room refused the socket
+        except Refused as refused:  # the gate or the room refused the socket
+            if refused.response is not None:
+                raise RequestRefused(refused.response) from None
             raise RequestRefused.error(403, refused.code, str(refused)) from None
+        self._party_limits = self._socket.limits
         if grant is not None:  # the link's expiry ends the socket too
             left = grant.expires - self.parties.shares.clock()
             self._expiry = asyncio.get_running_loop().call_later(left, self._expired)
