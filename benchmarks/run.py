@@ -811,11 +811,42 @@ def profiling(server: ServerProcess, path: Path, enabled: bool):
 
 def waiting(frame: str) -> bool:
     """A leaf frame of a thread that waits (py-spy does not always see it as idle): a thread
-    pool's worker blocked on its queue (SQLite storage), an event loop blocked in epoll."""
+    pool's worker blocked on its queue (SQLite storage, anyio's), an event loop blocked in
+    epoll."""
     name, _, where = frame.partition(" (")
     if name == "_worker":
         return where.startswith("concurrent/futures/thread.py")
+    if name in ("WorkerThread.run", "Condition.wait"):  # anyio's idle thread (Jupyter's)
+        return where.startswith(("anyio/", "threading.py"))
     return name.endswith("Selector.select") and where.startswith("selectors.py")
+
+
+#: What a connect costs, step by step: each busy sample of the process tree goes to the step of
+#: its deepest frame named here (a prefix of "function (file"); "the party worker" is all of
+#: the worker's samples; the rest is "event loop and socket I/O".
+CONNECT_STEPS = (
+    ("accept the TCP connection", ("TCPServer._handle_connection", "HTTPServer.handle_stream")),
+    ("read and route the HTTP request", ("HTTP1Connection._read_message", "HTTP1ServerConnection")),
+    ("make the handler (Tornado, Jupyter)", ("RequestHandler.__init__",)),
+    ("Jupyter's authentication (prepare)", ("JupyterHandler.prepare",)),
+    ("the party's request (path, identity)", ("RoomHandler._identify",)),
+    ("gate and open: the worker round trip", ("RoomHandler._join", "Router.", "WorkerLink.")),
+    ("the handshake (101) and socket set-up", ("WebSocketHandler.get", "WebSocketProtocol13")),
+    ("the access log", ("log_request (jupyter_server",)),
+)
+_WORKER_STEP = "the party worker"
+_OTHER_STEP = "event loop and socket I/O"
+
+
+def connect_step(frames: list[str], worker: bool) -> str:
+    """The step of CONNECT_STEPS one sample's stack (outermost first) belongs to."""
+    if worker:
+        return _WORKER_STEP
+    for frame in reversed(frames):
+        for step, marks in CONNECT_STEPS:
+            if frame.startswith(marks):
+                return step
+    return _OTHER_STEP
 
 
 def summarize_profile(path: Path, top: int = 12) -> dict[str, Any]:
@@ -824,6 +855,7 @@ def summarize_profile(path: Path, top: int = 12) -> dict[str, Any]:
     samples (py-spy samples each process at the same rate, so `samples` compares their load;
     `waiting` counts the samples left out as waiting)."""
     roles: dict[str, dict[str, Any]] = {}
+    steps: collections.Counter[str] = collections.Counter()
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not stack or not count.isdigit():
@@ -851,6 +883,7 @@ def summarize_profile(path: Path, top: int = 12) -> dict[str, Any]:
             r["waiting"] += n
             continue
         r["n"] += n
+        steps[connect_step(frames, role == "worker")] += n
         r["own"][frames[-1]] += n
         for f in set(frames):
             r["inclusive"][f] += n
@@ -863,6 +896,8 @@ def summarize_profile(path: Path, top: int = 12) -> dict[str, Any]:
             "self_pct": share(r["own"]),
             "inclusive_pct": share(r["inclusive"]),
         }
+    busy = sum(steps.values()) or 1
+    out["steps_pct"] = [(step, round(100 * n / busy, 1)) for step, n in steps.most_common()]
     return out
 
 
@@ -1261,6 +1296,11 @@ def print_report(results: dict[str, Any], targets: list[dict[str, Any]]) -> None
             flags = ("  LOST!" if r.get("lost") else "") + ("  BUSY" if r.get("busy") else "")
             print(f"{server:<24}{cells}{shown:>10}{flags}")
         print(f"(ratio = jupyter-party / server on {res['metric']}; {better} is better)")
+        for server, r in res["servers"].items():
+            if "profile" in r:
+                print(f"{server}: the process tree's busy samples (py-spy), by step")
+                for step, pct in r["profile"]["steps_pct"]:
+                    print(f"  {pct:5.1f} %  {step}")
     if targets:
         print("\n## targets (jupyter-party = workers 1; ratio = jupyter-party / other)")
         for t in targets:

@@ -115,3 +115,31 @@ def test_benchmarks_quick(tmp_path):
         placed = cpu["servers"][server]["rooms_per_worker"]
         assert len(placed) == workers and sum(placed) == sizes["rooms"], (server, placed)
         assert cpu["servers"][server]["server_processes"] == 1 + workers, server
+
+
+def test_connect_steps_go_to_the_deepest_named_frame(tmp_path):
+    """`--profile`'s step table: a sample counts for the innermost step on its stack, a
+    worker's samples for the worker, and idle threads for nothing."""
+    sys.path.insert(0, str(REPO_ROOT))
+    from benchmarks.run import summarize_profile
+
+    server = 'process 1:"python -m jupyter_party.cli serve"'
+    worker = f'{server};process 2:"python -m jupyter_party.runtime.worker 1"'
+    read = "HTTP1Connection._read_message (tornado/http1connection.py:1)"
+    prepare = "JupyterHandler.prepare (jupyter_server/base/handlers.py:1)"
+    stacks = {
+        f"{server};{read};{prepare};uuid4 (uuid.py:1)": 3,  # auth, inside the request read
+        f"{server};{read};HTTPHeaders.parse (tornado/httputil.py:1)": 1,
+        f"{worker};Session._open (jupyter_party/runtime/session.py:1)": 4,
+        f"{server};WorkerThread.run (anyio/_backends/_asyncio.py:1)": 50,  # idle
+        f"{server};_run_once (asyncio/base_events.py:1)": 2,
+    }
+    path = tmp_path / "profile.txt"
+    path.write_text("".join(f"{stack} {n}\n" for stack, n in stacks.items()))
+    steps = dict(summarize_profile(path)["steps_pct"])
+    assert steps == {
+        "the party worker": 40.0,
+        "Jupyter's authentication (prepare)": 30.0,
+        "event loop and socket I/O": 20.0,
+        "read and route the HTTP request": 10.0,
+    }
