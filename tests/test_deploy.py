@@ -125,3 +125,31 @@ async def test_prints_and_errors_reach_the_party_log(deploy, connect, jp_fetch):
     await client.send("later")
     newer = await waiting
     assert [r["text"] for r in newer["records"]] == ["got later"]
+
+
+STRICT = """
+from jupyter_party import Server
+
+class Strict(Server):
+    max_message_size = {size}
+
+    def on_message(self, message, sender):
+        sender.send(len(message))
+"""
+
+
+async def test_a_party_s_own_limits_apply_to_its_sockets_and_follow_its_versions(
+    deploy, connect, party_config
+):
+    status, _ = await deploy("strict", STRICT.format(size=1000))
+    assert status == 200
+    client = await connect("parties/strict/r")
+    await client.send("x" * 1000)
+    assert await client.recv() == "1000"
+    await client.send("x" * 1001)
+    assert (await client.closed())[0] == 1009  # the party's limit, not the server's (1 MiB)
+    status, _ = await deploy("strict", STRICT.format(size=4000))
+    assert status == 200
+    client = await connect("parties/strict/r")
+    await client.send("x" * 4000)
+    assert await client.recv() == "4000"  # the new version's limit

@@ -182,7 +182,7 @@ class Router:
         self._reconnecting: dict[str, _Reconnects] = {}  # after a redeploy, by party
         self._relays: set[int] = set()  # links to other nodes of the party cluster
         self._spans: dict[tuple[int, int], dict[Peer, int]] = {}  # room -> relayed members
-        self._limits: dict[str, dict[str, Any]] = {}  # party -> its limits, shared by sockets
+        self._limits: dict[tuple[Any, ...], dict[str, Any]] = {}  # parties' limits, shared
         #: The party cluster this node belongs to, if any (it sets itself here).
         self.cluster: Cluster | None = None
         #: Starts the workers on first use, if the host has not started them yet.
@@ -398,14 +398,10 @@ class Router:
             if retried or not (code == CloseCode.OVERLOADED and self._raced(worker, relay)):
                 raise Refused(code, reason)
             retried = True
-        if answer is not None:
-            limits = answer["party"]
-        if limits is not None:  # one dict per party, however many sockets
-            held = self._limits.get(party)
-            if held != limits:  # the first socket, or a new version of the party
-                self._limits[party] = held = limits
-            socket.limits = held
-            socket.outbox.limit = limits["send_buffer_limit"] or send_buffer_limit
+        if limits is not None:  # gated here, relayed: the owner's session did not answer
+            socket.limits = self._limits.setdefault(tuple(limits.items()), limits)
+        if socket.limits is not _NO_LIMITS:
+            socket.outbox.limit = socket.limits["send_buffer_limit"] or send_buffer_limit
         if self._sockets.get(socket.conn) is socket:
             socket.access = request["access"]
             metrics.CONNECTIONS.labels(socket.access).inc()
@@ -629,9 +625,15 @@ class Router:
         if socket is not None and not socket.opened.done():
             if code and socket.group is not None:
                 socket.group.pop(socket, None)
-            if answer is not None and "response" in answer:
-                answer = {"response": response_from_wire(answer["response"], body)}
-            socket.opened.set_result((code, reason, answer))
+            if code:
+                if answer is not None:  # the party's gate answered instead
+                    answer = {"response": response_from_wire(answer["response"], body)}
+                socket.opened.set_result((code, reason, answer))
+                return
+            if answer is not None:  # one dict per party's limits, however many sockets
+                limits = answer["party"]
+                socket.limits = self._limits.setdefault(tuple(limits.items()), limits)
+            socket.opened.set_result(_ADMITTED)  # what an open socket keeps: nothing new
 
     def send(self, worker: int, conn: int, message: Outgoing) -> None:
         socket = self._sockets.get(conn)
@@ -766,6 +768,7 @@ class Router:
 
 
 _NO_LIMITS: dict[str, Any] = {}  # a socket not judged by its party's gate: the server's
+_ADMITTED = (0, "", None)
 
 
 def _span(worker: int, room: int) -> int:
