@@ -98,6 +98,11 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _serve(args: argparse.Namespace, rest: list[str]) -> None:
+    # jsonschema (through jupyter_events) imports rfc3987_syntax when installed, which compiles
+    # some 35 Earley grammars on import: over a second of every start, a long pause for
+    # clients reconnecting after a restart. It only checks the "iri" formats, which no schema
+    # of Jupyter's uses; without it jsonschema leaves those formats unchecked.
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     from .extension import PartyApp
 
     options = {

@@ -547,3 +547,28 @@ def test_serve_cli_flags(tmp_path):
         with contextlib.closing(sqlite3.connect(db)) as conn:
             rows = conn.execute("SELECT party, room, key, value FROM kv").fetchall()
         assert rows == [("echo", "room-1", b"last", '"ping"')]
+
+
+MODULES_PARTY = """
+import sys
+
+from jupyter_party import Server
+
+
+class Modules(Server):
+    def on_request(self, request):
+        return {"imported": sys.modules.get(request.query["name"]) is not None}
+"""
+
+
+def test_serve_does_not_compile_the_iri_grammars(tmp_path):
+    """jsonschema's optional rfc3987_syntax compiles ~35 grammars on import (over a second of
+    every start, which clients reconnecting after a restart wait for); `serve` keeps it out."""
+    parties = tmp_path / "parties"
+    parties.mkdir()
+    (parties / "modules.py").write_text(MODULES_PARTY)
+    db = tmp_path / "rooms.db"
+    with party_serve(tmp_path, db, parties, "--workers=0") as server:  # rooms in its process
+        for name, imported in [("jsonschema", True), ("rfc3987_syntax", False)]:
+            status, body = request(server.port, "GET", f"/parties/modules/r?name={name}")
+            assert (status, json.loads(body)) == (200, {"imported": imported}), name
