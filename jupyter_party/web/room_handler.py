@@ -10,28 +10,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
 
 from jupyter_server.auth import User
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import JupyterHandler
-from tornado.httputil import HTTPHeaders
-from tornado.iostream import IOStream
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..protocol.codes import CloseCode
-from ..protocol.frames import close_reason
 from ..protocol.names import InvalidName, RoomPath, split_room_path
 from ..runtime.errors import Overloaded
 from ..runtime.http import Request, Response, request_to_wire
-from ..runtime.outbox import Outgoing
 from ..runtime.ratelimit import RateLimiter
 from ..runtime.room import maybe_await
 from ..runtime.router import Refused, Socket
 from ..runtime.shares import Grant, ShareError
 from .services import SETTING, PartyServices
+from .websocket import CLEAN, Pinger, WebSocket, switching_protocols
 
 #: The query parameter carrying a share token. Jupyter's access log hides any parameter whose
 #: name contains "token", so the secret never reaches a log line.
@@ -55,71 +50,104 @@ class RequestRefused(Exception):
         return cls(Response.json({"error": message}, status), code, message)
 
 
-class _SocketTransport:
-    """Writes pre-framed messages straight to the socket's stream (see protocol/frames.py).
+class RoomSocket(WebSocket):
+    """An open room socket: what stays of a connection once its handler has returned.
 
-    The room admits the socket before the handshake is answered, so a client that has its
-    101 is in the room: what the room sends before the upgrade waits here until it is done.
+    It is the router's transport for the socket, and passes the client's messages to the
+    router through the socket's rate limit.
     """
 
-    __slots__ = ("_early", "_handler")
+    __slots__ = ("_counted", "_expiry", "_limiter", "_parties", "_where", "socket")
 
-    def __init__(self, handler: RoomHandler) -> None:
-        self._handler = handler
-        self._early: list[bytes | tuple[int, str]] | None = []  # None once upgraded
+    def __init__(
+        self, parties: PartyServices, pinger: Pinger | None, where: RoomPath | None
+    ) -> None:
+        super().__init__(parties.limits.max_message_size, pinger)
+        self._parties = parties
+        self._where = where
+        self.socket: Socket | None = None  # once the room admitted it
+        self._limiter: RateLimiter | None = None  # None: not limited (the owner)
+        self._expiry: asyncio.TimerHandle | None = None  # a share link's end
+        self._counted = False  # this socket is among the activity's open ones
 
-    def write(self, batch: list[Outgoing]) -> Any:
-        data = batch[0].frame if len(batch) == 1 else b"".join([m.frame for m in batch])
-        if self._early is not None:
-            self._early.append(data)
+    def admitted(self, socket: Socket, limited: bool) -> None:
+        """The room admitted it as `socket`, with its party's limits; `limited`: its messages
+        are rate-limited (a guest, or `limit_owner`)."""
+        self.socket = socket
+        self.max_message_size = socket.limits.get("max_message_size") or self.max_message_size
+        if not limited:
+            return
+        limits = self._parties.limits
+        self._limiter = RateLimiter(
+            limits.rate_limit_messages,
+            limits.rate_limit_burst,
+            limits.rate_limit_bytes,
+            limits.rate_limit_window,
+            limits.rate_limit_strikes,
+        )
+
+    def expire_in(self, seconds: float) -> None:
+        """The share link's expiry ends the socket too."""
+        loop = asyncio.get_running_loop()
+        self._expiry = loop.call_later(seconds, self._expired, context=CLEAN)
+
+    def _expired(self) -> None:
+        if self.socket is not None:
+            self.socket.outbox.close(CloseCode.UNAUTHENTICATED, "share link expired")
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self.socket is not None:
+            self._counted = True
+            self._parties.activity.opened()
+        super().connection_made(transport)
+
+    def on_message(self, message: str | bytes) -> asyncio.Future[Any] | None:
+        socket = self.socket
+        if socket is None:
             return None
-        return self._stream().write(data)
+        parties = self._parties
+        parties.activity.event()
+        limiter = self._limiter
+        if limiter is None or limiter.allow(len(message)):  # text: in characters
+            return parties.router.message(socket, message)
+        drops = socket.limits.get("rate_limit_drops", True)
+        if (not drops or limiter.strike()) and not socket.outbox.closed:  # or dropped
+            where = self._where
+            logging.getLogger("jupyter_party").warning(
+                "party %r room %r: closing %r: rate limit exceeded",
+                where.party if where else None,
+                where.room if where else None,
+                socket.id,
+            )
+            socket.outbox.close(CloseCode.POLICY, "rate limit exceeded")
+        return None
 
-    def close(self, code: int, reason: str) -> None:
-        if self._early is not None:
-            self._early.append((code, reason))
-        else:
-            self._handler.close(code, reason)
-
-    @property
-    def upgraded(self) -> bool:
-        return self._early is None
-
-    def upgrade(self) -> None:
-        """The handshake is done: send what waited, in order."""
-        early, self._early = self._early or [], None
-        for item in early:
-            if isinstance(item, tuple):
-                self.close(*item)
-                return
-            self._stream().write(item)
-
-    def _stream(self) -> IOStream:
-        connection = self._handler.ws_connection
-        if connection is None or connection.stream is None:  # it closed under us
-            raise WebSocketClosedError()
-        return connection.stream
+    def on_close(self, code: int, reason: str) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+        socket, self.socket = self.socket, None
+        if self._counted:
+            self._counted = False
+            self._parties.activity.closed()
+        if socket is not None:
+            self._parties.router.closed(socket, code, reason)
 
 
-class RoomHandler(WebSocketHandler, JupyterHandler):
+class RoomHandler(JupyterHandler):
     """`{base}parties/{party}/{room}[/{rest}]` and `{base}party/{room}[/{rest}]`.
 
     Identity (Jupyter auth or a share link) is settled here, in the server process; the
     party's gate and the room itself run in the worker that owns the room (see router.py).
+    A WebSocket upgrade is answered here too, then the socket is handed to a `RoomSocket`
+    and the handler returns: Tornado keeps nothing of it (see websocket.py).
     """
 
     auth_resource = "party"
 
     def initialize(self) -> None:
         self.parties: PartyServices = self.settings[SETTING]
-        self._refusal: RequestRefused | None = None
-        self._socket: Socket | None = None
-        self._party_limits: dict[str, Any] = {}
         self._grant: Grant | None = None
         self._limited = True  # rate limits apply (a guest, or limit_owner)
-        self._expiry: asyncio.TimerHandle | None = None
-        self._transport = _SocketTransport(self)
-        self._counted = False  # this socket is among the activity's open ones
 
     # -- HTTP -------------------------------------------------------------------------------
 
@@ -166,139 +194,92 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
             super().check_xsrf_cookie()
 
     def check_origin(self, origin: str = "") -> bool:
-        # Jupyter's rule, not Tornado's: cross-origin is refused for cookie-authenticated
-        # sockets and allowed for token-authenticated ones (the token proves intent). A share
-        # token is such a token: a request carrying one ignores cookies (see _who).
+        # Jupyter's rule: cross-origin is refused for cookie-authenticated sockets and
+        # allowed for token-authenticated ones (the token proves intent). A share token is
+        # such a token: a request carrying one ignores cookies (see _who).
         if self.get_query_argument(SHARE_PARAM, ""):
             return True
         return JupyterHandler.check_origin(self, origin)
 
-    def close(self, code: int | None = None, reason: str | None = None) -> None:
-        super().close(code, close_reason(reason) if reason else reason)
-
-    @property
-    def max_message_size(self) -> int:
-        return self._party_limits.get("max_message_size") or self.parties.limits.max_message_size
-
-    @property
-    def ping_interval(self) -> float:
-        return self.parties.limits.ping_interval
-
-    @property
-    def ping_timeout(self) -> float:
-        # Tornado >= 6.5 caps the timeout at the interval (with a warning): do it quietly.
-        return min(self.parties.limits.ping_timeout, self.parties.limits.ping_interval)
-
-    @cached_property
-    def _limiter(self) -> RateLimiter:
-        limits = self.parties.limits
-        return RateLimiter(
-            limits.rate_limit_messages,
-            limits.rate_limit_burst,
-            limits.rate_limit_bytes,
-            limits.rate_limit_window,
-            limits.rate_limit_strikes,
-        )
+    def _bad_upgrade(self) -> bool:
+        """Answer an upgrade request that cannot be accepted (as Tornado did): True if so."""
+        headers = self.request.headers
+        connection = {s.strip().lower() for s in headers.get("Connection", "").split(",")}
+        if not (headers.get("Host") and headers.get("Sec-WebSocket-Key")) or (
+            "upgrade" not in connection
+        ):
+            status, message = 400, "Missing/Invalid WebSocket headers"
+        elif headers.get("Sec-WebSocket-Version") != "13":
+            status, message = 426, "Upgrade Required"
+            self.set_header("Sec-WebSocket-Version", "13")
+        elif not self.check_origin(headers.get("Origin", "")):
+            status, message = 403, "Cross origin websockets not allowed"
+        else:
+            return False
+        self.set_status(status)
+        self.finish(message)
+        return True
 
     async def _upgrade(self) -> None:
-        try:
-            self._where, request, who = await self._identify("connect")
-            await self._join(request, who)
-        except RequestRefused as refused:
-            self._refusal = refused
-        except Overloaded as error:
-            self._refusal = RequestRefused.error(503, CloseCode.OVERLOADED, str(error))
-        if self._refusal is not None and self._refusal.code is None:
-            self._respond(self._refusal.response)  # the party's gate answered: no upgrade
+        """Admit the socket to its room (`on_connect` runs) before the handshake is answered,
+        then answer it and hand the socket over. A refusal is a close code after the 101."""
+        if self._bad_upgrade():
             return
+        socket: RoomSocket | None = None
         try:
-            await WebSocketHandler.get(self)  # returns once the socket is closed
-        finally:
-            if self._socket is not None and not self._transport.upgraded:  # no handshake
-                socket, self._socket = self._socket, None
-                self.parties.router.closed(socket, CloseCode.ABNORMAL, "the handshake failed")
+            where, request, who = await self._identify("connect")
+            socket = RoomSocket(self.parties, self._pinger(), where)
+            await self._join(socket, where, request, who)
+        except RequestRefused as refused:
+            if refused.code is None:  # the party's gate answered: send that, do not upgrade
+                self._respond(refused.response)
+                return
+            socket = socket or RoomSocket(self.parties, None, None)
+            socket.close(refused.code, str(refused))
+        except Overloaded as error:
+            socket = socket or RoomSocket(self.parties, None, None)
+            socket.close(CloseCode.OVERLOADED, str(error))
+        self.set_status(101)
+        self.application.log_request(self)
+        await socket.take_over(
+            self.detach(), switching_protocols(self.request.headers["Sec-WebSocket-Key"])
+        )
 
-    async def _join(self, request: Request, who: str) -> None:
-        """Admit the socket to its room, through the party's gate (`on_before_connect`, then
+    async def _join(self, socket: RoomSocket, where: RoomPath, request: Request, who: str) -> None:
+        """Admit `socket` to its room, through the party's gate (`on_before_connect`, then
         `on_connect` run), before the handshake is answered. Raises RequestRefused."""
-        where, grant, router = self._where, self._grant, self.parties.router
-        if grant and router.shared(grant.id) >= self.parties.limits.max_connections_per_share:
+        grant, router, limits = self._grant, self.parties.router, self.parties.limits
+        if grant and router.shared(grant.id) >= limits.max_connections_per_share:
             message = "too many connections on this share link"
             raise RequestRefused.error(503, CloseCode.OVERLOADED, message)
         try:
-            self._socket = await router.open(
-                self._transport,
+            opened = await router.open(
+                socket,
                 where.party,
                 where.room,
                 request.query.get("_pk") or uuid.uuid4().hex,
                 request_to_wire(request),
                 share_id=grant.id if grant else None,
                 who=who,
-                send_buffer_limit=self.parties.limits.send_buffer_limit,
+                send_buffer_limit=limits.send_buffer_limit,
             )
         except Refused as refused:  # the gate or the room refused the socket
             if refused.response is not None:
                 raise RequestRefused(refused.response) from None
             raise RequestRefused.error(403, refused.code, str(refused)) from None
-        self._party_limits = self._socket.limits
-        if grant is not None:  # the link's expiry ends the socket too
-            left = grant.expires - self.parties.shares.clock()
-            self._expiry = asyncio.get_running_loop().call_later(left, self._expired)
+        socket.admitted(opened, self._limited)
+        if grant is not None:
+            socket.expire_in(grant.expires - self.parties.shares.clock())
 
-    def open(self, *args: Any) -> None:
-        self._transport.upgrade()
-        self._release_request()
-        if self._refusal is not None:
-            self.close(self._refusal.code, str(self._refusal))
-        elif self._socket is not None:
-            self._counted = True
-            self.parties.activity.opened()
-
-    def _release_request(self) -> None:
-        """The handshake is answered: keep nothing of the upgrade request for the socket's
-        life but its summary (method, URI, address) that Tornado's logs use. Its headers,
-        query and parsed cookies were about 3 KB per idle connection (the party's `Request`
-        keeps what the room was given)."""
-        request = self.request
-        request.headers = _NO_HEADERS
-        request.query_arguments, request.arguments = {}, {}
-        request.__dict__.pop("_cookies", None)
-        self._headers = _NO_HEADERS  # the 101's, sent
-        self.__dict__.pop("_new_cookie", None)  # Jupyter's login cookie, sent with the 101
-
-    def _expired(self) -> None:
-        if self._socket is not None:
-            self._socket.outbox.close(CloseCode.UNAUTHENTICATED, "share link expired")
-
-    def on_message(self, message: str | bytes) -> Any:
-        socket = self._socket
-        if socket is None:
+    def _pinger(self) -> Pinger | None:
+        """The one pinger of this server's room sockets (none if `ping_interval` is 0)."""
+        limits = self.parties.limits
+        if limits.ping_interval <= 0:
             return None
-        self.parties.activity.event()
-        if not self._limited or self._limiter.allow(len(message)):  # text: in characters
-            return self.parties.router.message(socket, message)
-        drops = self._party_limits.get("rate_limit_drops", True)
-        if (not drops or self._limiter.strike()) and not socket.outbox.closed:  # or dropped
-            logging.getLogger("jupyter_party").warning(
-                "party %r room %r: closing %r: rate limit exceeded",
-                self._where.party,
-                self._where.room,
-                socket.id,
-            )
-            socket.outbox.close(CloseCode.POLICY, "rate limit exceeded")
-        return None
-
-    def on_close(self) -> None:
-        if self._expiry is not None:
-            self._expiry.cancel()
-        socket, self._socket = self._socket, None
-        if self._counted:
-            self._counted = False
-            self.parties.activity.closed()
-        if socket is not None:
-            self.parties.router.closed(
-                socket, self.close_code or CloseCode.NO_STATUS, self.close_reason or ""
-            )
+        pinger = self.settings.get(_PINGER)
+        if pinger is None:
+            pinger = self.settings[_PINGER] = Pinger(limits.ping_interval, limits.ping_timeout)
+        return pinger
 
     # -- identity ---------------------------------------------------------------------------
 
@@ -369,8 +350,8 @@ class RoomHandler(WebSocketHandler, JupyterHandler):
         )
 
 
+_PINGER = "jupyter_party_pinger"  # its key in the web application's settings
 _ACTIONS = {"GET": "read", "HEAD": "read", "OPTIONS": "read"}
-_NO_HEADERS = HTTPHeaders()  # what an open socket's request keeps (never written to)
 _CREDENTIALS = {"token", SHARE_PARAM}  # never shown to party code, never logged by it
 
 

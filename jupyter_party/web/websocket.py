@@ -1,0 +1,320 @@
+"""An open WebSocket as an `asyncio.Protocol` on the raw socket, once the handshake is done.
+
+Tornado keeps, for each open WebSocket, its handler, request, IOStream and a suspended
+coroutine chain: about half of an idle connection's memory. Here the handler answers the
+handshake, hands the socket to asyncio (`take_over`) and returns; what stays per socket is one
+`WebSocket` (with `__slots__`), its asyncio transport and its frame `Reader`. Pings are one
+loop-wide sweep (`Pinger`), not a timer per socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextvars
+import hashlib
+import socket as _socket
+from collections.abc import Callable
+from typing import Any
+
+from tornado.iostream import IOStream
+
+from ..protocol.frames import (
+    CLOSE,
+    PING,
+    PONG,
+    TEXT,
+    FrameError,
+    Reader,
+    encode_close,
+    encode_frame,
+)
+from ..protocol.frames import unmask as _pure_unmask
+from ..runtime.outbox import Outgoing
+
+_unmask: Callable[[bytes, bytes], bytes]
+try:  # Tornado's C unmasking, 7-70x faster than the pure one (where Tornado was compiled)
+    from tornado.speedups import websocket_mask as _unmask
+except ImportError:  # pragma: no cover
+    _unmask = _pure_unmask
+
+_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#: How long a closing socket waits for the client's close frame before dropping the TCP
+#: connection (Tornado's figure).
+CLOSE_TIMEOUT = 5.0
+_EARLY, _OPEN, _CLOSING, _CLOSED = range(4)
+NO_STATUS, ABNORMAL = 1005, 1006
+#: An empty context, for what an open socket schedules: not the handler's (see take_over).
+CLEAN = contextvars.Context()
+
+
+def accept_value(key: str) -> str:
+    """The Sec-WebSocket-Accept answering a client's Sec-WebSocket-Key (RFC 6455 §4.2.2)."""
+    return base64.b64encode(hashlib.sha1(key.encode("ascii") + _GUID).digest()).decode()
+
+
+def switching_protocols(key: str) -> bytes:
+    """The 101 response: no subprotocol, no extension (nothing negotiates compression)."""
+    return (
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Accept: {accept_value(key)}\r\n\r\n"
+    ).encode("ascii")
+
+
+class WebSocket(asyncio.Protocol):
+    """One server-side WebSocket: frames in (`on_message`, `on_close`), pre-framed messages
+    out (`write`, the router's `Transport`).
+
+    Created before the handshake is answered, so a room may send (or close) before the 101:
+    what it sends waits in `_early` until `take_over`, and follows the 101 in order.
+    """
+
+    __slots__ = (
+        "_code",
+        "_drained",
+        "_early",
+        "_pinger",
+        "_reader",
+        "_reason",
+        "_state",
+        "_timer",
+        "_transport",
+        "_waiting",
+        "pinged",
+    )
+
+    def __init__(self, max_message_size: int, pinger: Pinger | None) -> None:
+        self._reader = Reader(max_message_size, _unmask)
+        self._pinger = pinger
+        self._state = _EARLY
+        self._early: list[bytes | tuple[int, str]] = []
+        self._transport: asyncio.Transport | None = None
+        self._drained: asyncio.Future[None] | None = None  # while the kernel's buffer is full
+        self._waiting: asyncio.Future[Any] | None = None  # while the room catches up
+        self._code, self._reason = ABNORMAL, ""  # what on_close reports
+        self._timer: asyncio.TimerHandle | None = None  # the close handshake's deadline
+        self.pinged = False  # a ping is unanswered
+
+    @property
+    def max_message_size(self) -> int:
+        return self._reader.max_size
+
+    @max_message_size.setter
+    def max_message_size(self, size: int) -> None:
+        self._reader.max_size = size
+
+    # -- what a subclass does with the socket's events ---------------------------------------
+
+    def on_message(self, message: str | bytes) -> asyncio.Future[Any] | None:
+        """A message; a future to stop reading until it is done (flow control)."""
+        return None
+
+    def on_close(self, code: int, reason: str) -> None:
+        """The socket closed: the client's close code (1005 if none, 1006 if it just dropped),
+        or ours when we closed it for breaking a rule."""
+
+    # -- handshake --------------------------------------------------------------------------
+
+    async def take_over(self, stream: IOStream, handshake: bytes) -> None:
+        """Take the detached `stream`'s socket from Tornado (with the bytes it already read),
+        send `handshake` (the 101) and what the room sent meanwhile, and read frames."""
+        if stream.closed():
+            self._lost()
+            return
+        sock: _socket.socket = stream.socket  # type: ignore[assignment]
+        # A client may send frames right behind its upgrade request: Tornado read them too.
+        buffered = bytes(stream._read_buffer[: stream._read_buffer_size])
+        stream.io_loop.remove_handler(sock)  # the IOStream is dropped, the socket kept open
+        self._early.insert(0, handshake)
+        # Not in the handler's context: Jupyter keeps the handler in a context variable, and
+        # the transport's callbacks would keep that context, and the handler, alive.
+        await CLEAN.run(asyncio.ensure_future, self._attach(sock, buffered))
+
+    async def _attach(self, sock: _socket.socket, buffered: bytes) -> None:
+        try:
+            await asyncio.get_running_loop().connect_accepted_socket(lambda: self, sock)
+        except OSError:
+            sock.close()
+            self._lost()
+            return
+        if buffered:
+            self.data_received(buffered)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        transport.set_write_buffer_limits(0)  # pause_writing as soon as the kernel is full
+        early, self._early = self._early, []
+        self._state = _OPEN
+        for item in early:
+            if isinstance(item, tuple):
+                self.close(*item)
+                return
+            transport.write(item)
+        if self._pinger is not None:
+            self._pinger.add(self)
+
+    # -- out --------------------------------------------------------------------------------
+
+    def write(self, batch: list[Outgoing]) -> asyncio.Future[None] | None:
+        """Write pre-framed messages; a future while they wait for the kernel's buffer."""
+        data = batch[0].frame if len(batch) == 1 else b"".join([m.frame for m in batch])
+        if self._state == _EARLY:
+            self._early.append(data)
+            return None
+        if self._state != _OPEN:
+            raise ConnectionError("the WebSocket is closing")
+        assert self._transport is not None
+        self._transport.write(data)
+        return self._drained
+
+    def pause_writing(self) -> None:
+        self._drained = asyncio.get_running_loop().create_future()
+
+    def resume_writing(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
+
+    def ping(self) -> None:
+        if self._state == _OPEN:
+            assert self._transport is not None
+            self.pinged = True
+            self._transport.write(_PING)
+
+    def close(self, code: int, reason: str) -> None:
+        """Start the close handshake with `code` and `reason`: the TCP connection ends when
+        the client answers, or after CLOSE_TIMEOUT."""
+        if self._state == _EARLY:
+            self._early.append((code, reason))
+            return
+        if self._state != _OPEN:
+            return
+        assert self._transport is not None
+        self._state = _CLOSING
+        self._code, self._reason = code, reason
+        self._transport.write(encode_close(code, reason))
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_later(CLOSE_TIMEOUT, self._transport.abort)
+
+    def abort(self, reason: str) -> None:
+        """Drop the TCP connection without a close handshake (a dead peer): 1006."""
+        if self._transport is not None and self._state < _CLOSED:
+            self._state = _CLOSED
+            self._code, self._reason = ABNORMAL, reason
+            self._transport.abort()
+
+    # -- in ---------------------------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        if self._state >= _CLOSED:
+            return
+        self._reader.feed(data)
+        if self._waiting is None:
+            self._read()
+
+    def _read(self) -> None:
+        """Hand over the events buffered, until the room asks to wait (flow control)."""
+        reader = self._reader
+        try:
+            while (event := reader.next()) is not None:
+                opcode, data = event
+                if opcode <= TEXT + 1:  # a message
+                    if self._state != _OPEN:
+                        continue  # we are closing: the room has let this socket go
+                    waiting = self.on_message(data)  # type: ignore[arg-type]
+                    if waiting is not None and not waiting.done():
+                        self._wait(waiting)
+                        return
+                elif opcode == PING:
+                    if self._state == _OPEN:
+                        assert self._transport is not None
+                        self._transport.write(encode_frame(data, PONG))  # type: ignore[arg-type]
+                elif opcode == PONG:
+                    self.pinged = False
+                else:  # CLOSE
+                    self._closed_by_client(*data)  # type: ignore[misc]
+                    return
+        except FrameError as error:  # fail the connection: close frame, then TCP close
+            assert self._transport is not None
+            if self._state == _OPEN:
+                self._transport.write(encode_close(error.code, str(error)))
+            self._state = _CLOSED
+            self._code, self._reason = error.code, str(error)
+            self._transport.close()
+
+    def _wait(self, waiting: asyncio.Future[Any]) -> None:
+        assert self._transport is not None
+        self._waiting = waiting
+        self._transport.pause_reading()
+        waiting.add_done_callback(self._resume)
+
+    def _resume(self, _: object) -> None:
+        self._waiting = None
+        if self._state < _CLOSED and self._transport is not None:
+            self._transport.resume_reading()
+            self._read()
+
+    def _closed_by_client(self, code: int, reason: str) -> None:
+        assert self._transport is not None
+        if self._state == _OPEN:  # echo it, as RFC 6455 asks
+            self._transport.write(encode_close(code, "") if code != NO_STATUS else _EMPTY_CLOSE)
+        self._state = _CLOSED
+        self._code, self._reason = code, reason
+        self._transport.close()  # the server ends the TCP connection (RFC 6455 §7.1.1)
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._state = _CLOSED
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._pinger is not None:
+            self._pinger.discard(self)
+        if self._drained is not None and not self._drained.done():
+            self._drained.cancel()
+        self.on_close(self._code, self._reason)
+
+    def _lost(self) -> None:
+        """The connection ended before the handshake was answered."""
+        self._state = _CLOSED
+        self.on_close(ABNORMAL, "the handshake failed")
+
+
+_PING = encode_frame(b"", PING)
+_EMPTY_CLOSE = encode_frame(b"", CLOSE)
+
+
+class Pinger:
+    """Pings every open socket each `interval` seconds, in one sweep, and drops those that
+    did not answer within `timeout` (at most `interval`): one timer for all the sockets."""
+
+    __slots__ = ("_handle", "_sockets", "interval", "timeout")
+
+    def __init__(self, interval: float, timeout: float) -> None:
+        self.interval, self.timeout = interval, min(timeout, interval)
+        self._sockets: dict[WebSocket, None] = {}
+        self._handle: asyncio.TimerHandle | None = None
+
+    def add(self, socket: WebSocket) -> None:
+        self._sockets[socket] = None
+        if self._handle is None:
+            self._handle = asyncio.get_running_loop().call_later(self.interval, self._ping)
+
+    def discard(self, socket: WebSocket) -> None:
+        self._sockets.pop(socket, None)
+        if not self._sockets and self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _ping(self) -> None:
+        for socket in self._sockets:
+            socket.ping()
+        self._handle = asyncio.get_running_loop().call_later(self.timeout, self._reap)
+
+    def _reap(self) -> None:
+        for socket in [s for s in self._sockets if s.pinged]:
+            socket.abort("no answer to ping")
+        wait = self.interval - self.timeout
+        self._handle = asyncio.get_running_loop().call_later(wait, self._ping)
