@@ -9,7 +9,6 @@ import logging
 import os
 import struct
 import time
-from types import SimpleNamespace
 
 import psutil
 import pytest
@@ -287,15 +286,10 @@ async def test_dead_peer_is_reaped(
 
 
 def test_ping_timeout_is_capped_at_the_interval():
-    # The handler's own arithmetic, without a server: stand-in services holding only limits.
-    from jupyter_party.runtime.host import Limits
-    from jupyter_party.web.room_handler import RoomHandler
+    from jupyter_party.web.websocket import Pinger
 
-    handler = RoomHandler.__new__(RoomHandler)
-    handler.parties = SimpleNamespace(limits=Limits(ping_interval=5.0, ping_timeout=30.0))
-    assert (handler.ping_interval, handler.ping_timeout) == (5.0, 5.0)
-    handler.parties.limits.ping_timeout = 2.0
-    assert handler.ping_timeout == 2.0
+    assert (Pinger(5.0, 30.0).interval, Pinger(5.0, 30.0).timeout) == (5.0, 5.0)
+    assert Pinger(5.0, 2.0).timeout == 2.0
 
 
 # -- 4. huge frames and bad room ids --------------------------------------------------------
