@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
+import ssl
 import struct
+import subprocess
 
 import pytest
 from test_frames import frame
+from tornado.httpclient import HTTPRequest
+from tornado.httpserver import HTTPServer
+from tornado.testing import bind_unused_port
+from tornado.web import Application, RequestHandler
+from tornado.websocket import websocket_connect
 
 from jupyter_party.protocol.frames import BINARY, CLOSE, CONTINUATION, PING, PONG, TEXT
+from jupyter_party.runtime.outbox import Outgoing
+from jupyter_party.web.websocket import WebSocket, switching_protocols
 
 
 def upgrade(path: str, port: int, headers: dict[str, str], version: str = "13") -> bytes:
@@ -110,3 +120,43 @@ async def test_a_dropped_connection_is_abnormal(raw, connect):
     writer.transport.abort()
     left = await observer.recv_json()
     assert (left["type"], left["id"], left["code"]) == ("left", "gone", 1006)
+
+
+class _Echo(WebSocket):
+    __slots__ = ()
+
+    def on_message(self, message):
+        self.write([Outgoing(message)])
+        return None
+
+
+class _EchoHandler(RequestHandler):
+    async def get(self) -> None:
+        key = self.request.headers["Sec-WebSocket-Key"]
+        await _Echo(1 << 20, None).take_over(self.detach(), switching_protocols(key))
+
+
+@pytest.mark.skipif(not shutil.which("openssl"), reason="needs the openssl command")
+async def test_a_tls_connection_keeps_its_stream(tmp_path):
+    """asyncio cannot adopt the TLS session of Tornado's socket: over TLS the socket's
+    IOStream stays, and the same WebSocket reads and writes through it."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subject = ["-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)]
+    command = ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+    subprocess.run([*command, *subject], check=True, capture_output=True)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    sock, port = bind_unused_port()
+    server = HTTPServer(Application([("/", _EchoHandler)]), ssl_options=context)
+    server.add_sockets([sock])
+    try:
+        request = HTTPRequest(f"wss://localhost:{port}/", validate_cert=False)
+        client = await websocket_connect(request)
+        for message in ("hello", b"\x00" * 100_000):
+            await client.write_message(message, binary=isinstance(message, bytes))
+            assert await asyncio.wait_for(client.read_message(), 10) == message
+        client.close(4000, "bye")
+        assert await asyncio.wait_for(client.read_message(), 10) is None
+        assert client.close_code == 4000
+    finally:
+        server.stop()

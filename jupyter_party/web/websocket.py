@@ -17,7 +17,7 @@ import socket as _socket
 from collections.abc import Callable
 from typing import Any
 
-from tornado.iostream import IOStream
+from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
 
 from ..protocol.frames import (
     CLOSE,
@@ -121,11 +121,14 @@ class WebSocket(asyncio.Protocol):
         if stream.closed():
             self._lost()
             return
+        self._early.insert(0, handshake)
+        if isinstance(stream, SSLIOStream):
+            StreamTransport(stream, self)
+            return
         sock: _socket.socket = stream.socket  # type: ignore[assignment]
         # A client may send frames right behind its upgrade request: Tornado read them too.
         buffered = bytes(stream._read_buffer[: stream._read_buffer_size])
         stream.io_loop.remove_handler(sock)  # the IOStream is dropped, the socket kept open
-        self._early.insert(0, handshake)
         # Not in the handler's context: Jupyter keeps the handler in a context variable, and
         # the transport's callbacks would keep that context, and the handler, alive.
         await CLEAN.run(asyncio.ensure_future, self._attach(sock, buffered))
@@ -318,3 +321,70 @@ class Pinger:
             socket.abort("no answer to ping")
         wait = self.interval - self.timeout
         self._handle = asyncio.get_running_loop().call_later(wait, self._ping)
+
+
+class StreamTransport(asyncio.Transport):
+    """The transport of a TLS connection, where the IOStream stays: asyncio cannot adopt the
+    TLS session of Tornado's socket. One task reads it; only what `WebSocket` uses."""
+
+    def __init__(self, stream: IOStream, protocol: WebSocket) -> None:
+        super().__init__()
+        self._stream, self._protocol = stream, protocol
+        self._readable = asyncio.Event()
+        self._readable.set()
+        self._last: asyncio.Future[None] | None = None  # the last write's
+        self._paused = False
+        protocol.connection_made(self)
+        self._reading = CLEAN.run(asyncio.ensure_future, self._read())
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                await self._readable.wait()
+                self._protocol.data_received(await self._stream.read_bytes(1 << 16, True))
+        except StreamClosedError:
+            pass
+        self._protocol.connection_lost(None)
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        if self._stream.closed():
+            return
+        self._last = future = self._stream.write(memoryview(data))
+        future.add_done_callback(_retrieved)
+        if not future.done() and not self._paused:
+            self._paused = True
+            self._protocol.pause_writing()
+            future.add_done_callback(self._flushed)
+
+    def _flushed(self, future: asyncio.Future[None]) -> None:
+        last = self._last
+        if last is not None and not last.done():  # written since: wait for that too
+            last.add_done_callback(self._flushed)
+            return
+        self._paused = False
+        self._protocol.resume_writing()
+
+    def close(self) -> None:
+        """Close once what was written is flushed."""
+        if self._last is not None and not self._last.done():
+            self._last.add_done_callback(lambda _: self._stream.close())
+        else:
+            self._stream.close()
+
+    def abort(self) -> None:
+        self._stream.close()
+
+    def pause_reading(self) -> None:
+        self._readable.clear()
+
+    def resume_reading(self) -> None:
+        self._readable.set()
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        pass  # writes are flushed by the IOStream, which says when
+
+
+def _retrieved(future: asyncio.Future[None]) -> None:
+    """A write that failed: the stream closed, and its close ends the socket."""
+    if not future.cancelled():
+        future.exception()
