@@ -91,7 +91,7 @@ class Reader:
         self._parts: list[bytes] | None = None  # its fragments so far
         self._size = 0  # their total size
 
-    def feed(self, data: bytes) -> None:
+    def feed(self, data: bytes | bytearray) -> None:
         """Append bytes received from the client."""
         buffer = self._buffer
         if self._pos:  # drop what was parsed; a rare copy, only with a partial frame left

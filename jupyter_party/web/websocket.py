@@ -87,7 +87,7 @@ class WebSocket(asyncio.Protocol):
         self._reader = Reader(max_message_size, _unmask)
         self._pinger = pinger
         self._state = _EARLY
-        self._early: list[bytes | tuple[int, str]] = []
+        self._early: list[bytes | tuple[int, str]] | None = []  # None once open
         self._transport: asyncio.Transport | None = None
         self._drained: asyncio.Future[None] | None = None  # while the kernel's buffer is full
         self._waiting: asyncio.Future[Any] | None = None  # while the room catches up
@@ -121,33 +121,30 @@ class WebSocket(asyncio.Protocol):
         if stream.closed():
             self._lost()
             return
-        self._early.insert(0, handshake)
+        self._early = [handshake, *(self._early or ())]
         if isinstance(stream, SSLIOStream):
             StreamTransport(stream, self)
             return
         sock: _socket.socket = stream.socket  # type: ignore[assignment]
         # A client may send frames right behind its upgrade request: Tornado read them too.
-        buffered = bytes(stream._read_buffer[: stream._read_buffer_size])
+        self._reader.feed(stream._read_buffer[: stream._read_buffer_size])
         stream.io_loop.remove_handler(sock)  # the IOStream is dropped, the socket kept open
         # Not in the handler's context: Jupyter keeps the handler in a context variable, and
         # the transport's callbacks would keep that context, and the handler, alive.
-        await CLEAN.run(asyncio.ensure_future, self._attach(sock, buffered))
+        await CLEAN.run(asyncio.ensure_future, self._attach(sock))
 
-    async def _attach(self, sock: _socket.socket, buffered: bytes) -> None:
+    async def _attach(self, sock: _socket.socket) -> None:
         try:
             await asyncio.get_running_loop().connect_accepted_socket(lambda: self, sock)
         except OSError:
             sock.close()
             self._lost()
-            return
-        if buffered:
-            self.data_received(buffered)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self._transport = transport
         transport.set_write_buffer_limits(0)  # pause_writing as soon as the kernel is full
-        early, self._early = self._early, []
+        early, self._early = self._early or [], None
         self._state = _OPEN
         for item in early:
             if isinstance(item, tuple):
@@ -156,13 +153,14 @@ class WebSocket(asyncio.Protocol):
             transport.write(item)
         if self._pinger is not None:
             self._pinger.add(self)
+        self._read()  # what came behind the upgrade request
 
     # -- out --------------------------------------------------------------------------------
 
     def write(self, batch: list[Outgoing]) -> asyncio.Future[None] | None:
         """Write pre-framed messages; a future while they wait for the kernel's buffer."""
         data = batch[0].frame if len(batch) == 1 else b"".join([m.frame for m in batch])
-        if self._state == _EARLY:
+        if self._early is not None:
             self._early.append(data)
             return None
         if self._state != _OPEN:
@@ -188,7 +186,7 @@ class WebSocket(asyncio.Protocol):
     def close(self, code: int, reason: str) -> None:
         """Start the close handshake with `code` and `reason`: the TCP connection ends when
         the client answers, or after CLOSE_TIMEOUT."""
-        if self._state == _EARLY:
+        if self._early is not None:
             self._early.append((code, reason))
             return
         if self._state != _OPEN:
