@@ -201,6 +201,13 @@ class RoomHandler(JupyterHandler):
             return True
         return JupyterHandler.check_origin(self, origin)
 
+    def set_secure_cookie(self, name: str, value: str | bytes, *args: Any, **kwargs: Any) -> None:
+        # A room upgrade does not log the client in (Jupyter's identity provider would, on
+        # every token-authenticated request): a room socket authenticates each connect, and
+        # its 101 carries no cookie, so signing one would be wasted (~5 % of a connect).
+        if self.request.headers.get("Upgrade", "").lower() != "websocket":
+            super().set_secure_cookie(name, value, *args, **kwargs)
+
     def _bad_upgrade(self) -> bool:
         """Answer an upgrade request that cannot be accepted (as Tornado did): True if so."""
         headers = self.request.headers
