@@ -122,15 +122,15 @@ class WebSocket(asyncio.Protocol):
             self._lost()
             return
         self._early = [handshake, *(self._early or ())]
+        # What follows runs in an empty context, not the handler's: Jupyter keeps the handler
+        # in a context variable, and the transport's callbacks would keep it alive.
         if isinstance(stream, SSLIOStream):
-            StreamTransport(stream, self)
+            CLEAN.run(StreamTransport, stream, self)
             return
         sock: _socket.socket = stream.socket  # type: ignore[assignment]
         # A client may send frames right behind its upgrade request: Tornado read them too.
         self._reader.feed(stream._read_buffer[: stream._read_buffer_size])
         stream.io_loop.remove_handler(sock)  # the IOStream is dropped, the socket kept open
-        # Not in the handler's context: Jupyter keeps the handler in a context variable, and
-        # the transport's callbacks would keep that context, and the handler, alive.
         await CLEAN.run(asyncio.ensure_future, self._attach(sock))
 
     async def _attach(self, sock: _socket.socket) -> None:
@@ -146,11 +146,12 @@ class WebSocket(asyncio.Protocol):
         transport.set_write_buffer_limits(0)  # pause_writing as soon as the kernel is full
         early, self._early = self._early or [], None
         self._state = _OPEN
-        for item in early:
-            if isinstance(item, tuple):
-                self.close(*item)
-                return
-            transport.write(item)
+        # The 101 and the room's first messages in one write, up to a close if the room sent one.
+        end = next((i for i, item in enumerate(early) if isinstance(item, tuple)), len(early))
+        transport.write(b"".join(early[:end]))  # type: ignore[arg-type]
+        if end < len(early):
+            self.close(*early[end])  # type: ignore[misc]
+            return
         if self._pinger is not None:
             self._pinger.add(self)
         self._read()  # what came behind the upgrade request
@@ -323,7 +324,8 @@ class Pinger:
 
 class StreamTransport(asyncio.Transport):
     """The transport of a TLS connection, where the IOStream stays: asyncio cannot adopt the
-    TLS session of Tornado's socket. One task reads it; only what `WebSocket` uses."""
+    TLS session of Tornado's socket. One task reads it; only what `WebSocket` uses. Created
+    in an empty context (see `WebSocket.take_over`)."""
 
     def __init__(self, stream: IOStream, protocol: WebSocket) -> None:
         super().__init__()
@@ -333,7 +335,7 @@ class StreamTransport(asyncio.Transport):
         self._last: asyncio.Future[None] | None = None  # the last write's
         self._paused = False
         protocol.connection_made(self)
-        self._reading = CLEAN.run(asyncio.ensure_future, self._read())
+        self._reading = asyncio.ensure_future(self._read())
 
     async def _read(self) -> None:
         try:
