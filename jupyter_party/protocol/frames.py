@@ -12,6 +12,8 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 
+from .codes import CloseCode
+
 CONTINUATION = 0x0
 TEXT = 0x1
 BINARY = 0x2
@@ -20,11 +22,8 @@ PING = 0x9
 PONG = 0xA
 _FIN = 0x80
 
-#: Close codes of the frame layer itself (the others are in codes.py).
-NO_STATUS = 1005
+#: The close code of a frame breaking RFC 6455 (never sent by a room: not in CloseCode).
 PROTOCOL_ERROR = 1002
-INVALID_DATA = 1007
-TOO_BIG = 1009
 #: Codes a peer may not send in a close frame (RFC 6455 §7.4.1): reserved, or only reported.
 _UNSENDABLE = frozenset({1004, 1005, 1006, 1015})
 
@@ -132,7 +131,7 @@ class Reader:
             elif (opcode == CONTINUATION) != (self._parts is not None):
                 raise FrameError(PROTOCOL_ERROR, "unexpected continuation or data frame")
             elif self._size + length > self.max_size:  # before its bytes are buffered
-                raise FrameError(TOO_BIG, "message too big")
+                raise FrameError(CloseCode.TOO_BIG, "message too big")
             end = start + length
             if len(buffer) < end:
                 return None
@@ -159,13 +158,13 @@ class Reader:
             try:
                 return TEXT, payload.decode("utf-8")
             except UnicodeDecodeError:
-                raise FrameError(INVALID_DATA, "text message is not UTF-8") from None
+                raise FrameError(CloseCode.INVALID_DATA, "text message is not UTF-8") from None
 
 
 def _close(payload: bytes) -> tuple[int, str]:
     """The code and reason of a client's close frame. Raises FrameError."""
     if not payload:
-        return NO_STATUS, ""
+        return CloseCode.NO_STATUS, ""
     if len(payload) < 2:
         raise FrameError(PROTOCOL_ERROR, "close frame of one byte")
     (code,) = struct.unpack_from("!H", payload)
@@ -174,4 +173,4 @@ def _close(payload: bytes) -> tuple[int, str]:
     try:
         return code, payload[2:].decode("utf-8")
     except UnicodeDecodeError:
-        raise FrameError(INVALID_DATA, "close reason is not UTF-8") from None
+        raise FrameError(CloseCode.INVALID_DATA, "close reason is not UTF-8") from None

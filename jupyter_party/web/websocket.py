@@ -19,7 +19,9 @@ from typing import Any
 
 from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
 
+from ..protocol.codes import CloseCode
 from ..protocol.frames import (
+    BINARY,
     CLOSE,
     PING,
     PONG,
@@ -43,7 +45,6 @@ _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #: connection (Tornado's figure).
 CLOSE_TIMEOUT = 5.0
 _EARLY, _OPEN, _CLOSING, _CLOSED = range(4)
-NO_STATUS, ABNORMAL = 1005, 1006
 #: An empty context, for what an open socket schedules: not the handler's (see take_over).
 CLEAN = contextvars.Context()
 
@@ -91,7 +92,8 @@ class WebSocket(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._drained: asyncio.Future[None] | None = None  # while the kernel's buffer is full
         self._waiting: asyncio.Future[Any] | None = None  # while the room catches up
-        self._code, self._reason = ABNORMAL, ""  # what on_close reports
+        self._code: int = CloseCode.ABNORMAL  # what on_close reports, with _reason
+        self._reason = ""
         self._timer: asyncio.TimerHandle | None = None  # the close handshake's deadline
         self.pinged = False  # a ping is unanswered
 
@@ -203,7 +205,7 @@ class WebSocket(asyncio.Protocol):
         """Drop the TCP connection without a close handshake (a dead peer): 1006."""
         if self._transport is not None and self._state < _CLOSED:
             self._state = _CLOSED
-            self._code, self._reason = ABNORMAL, reason
+            self._code, self._reason = CloseCode.ABNORMAL, reason
             self._transport.abort()
 
     # -- in ---------------------------------------------------------------------------------
@@ -221,7 +223,7 @@ class WebSocket(asyncio.Protocol):
         try:
             while (event := reader.next()) is not None:
                 opcode, data = event
-                if opcode <= TEXT + 1:  # a message
+                if opcode in (TEXT, BINARY):  # a message
                     if self._state != _OPEN:
                         continue  # we are closing: the room has let this socket go
                     waiting = self.on_message(data)  # type: ignore[arg-type]
@@ -260,7 +262,8 @@ class WebSocket(asyncio.Protocol):
     def _closed_by_client(self, code: int, reason: str) -> None:
         assert self._transport is not None
         if self._state == _OPEN:  # echo it, as RFC 6455 asks
-            self._transport.write(encode_close(code, "") if code != NO_STATUS else _EMPTY_CLOSE)
+            echo = _EMPTY_CLOSE if code == CloseCode.NO_STATUS else encode_close(code, "")
+            self._transport.write(echo)
         self._state = _CLOSED
         self._code, self._reason = code, reason
         self._transport.close()  # the server ends the TCP connection (RFC 6455 §7.1.1)
@@ -281,7 +284,7 @@ class WebSocket(asyncio.Protocol):
     def _lost(self) -> None:
         """The connection ended before the handshake was answered."""
         self._state = _CLOSED
-        self.on_close(ABNORMAL, "the handshake failed")
+        self.on_close(CloseCode.ABNORMAL, "the handshake failed")
 
 
 _PING = encode_frame(b"", PING)
