@@ -8,6 +8,7 @@ worker that owns the room (runtime/router.py).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import socket
@@ -206,7 +207,10 @@ class PartyApp(ExtensionApp):
         """Start the workers (or the in-process session), once: at server start, or on the
         first event, whichever comes first (an embedding app may never call the start hook)."""
         if self._starting is None:
-            self._starting = asyncio.ensure_future(self._start())
+            # In a context of its own: the first event's would keep that request's handler
+            # (Jupyter holds it in a context variable) for as long as the server runs.
+            loop = asyncio.get_running_loop()
+            self._starting = loop.create_task(self._start(), context=contextvars.Context())
         return self._starting
 
     async def _start(self) -> None:
