@@ -572,3 +572,31 @@ def test_serve_does_not_compile_the_iri_grammars(tmp_path):
         for name, imported in [("jsonschema", True), ("rfc3987_syntax", False)]:
             status, body = request(server.port, "GET", f"/parties/modules/r?name={name}")
             assert (status, json.loads(body)) == (200, {"imported": imported}), name
+
+
+LOOP_PARTY = """
+import asyncio
+
+from jupyter_party import Server
+
+
+class Loop(Server):
+    def on_message(self, message, sender):
+        sender.send(type(asyncio.get_running_loop()).__module__ + " " + message)
+"""
+
+
+async def test_serve_room_sockets_on_uvloop(tmp_path):
+    """`serve` runs on uvloop when it is installed: room sockets are its transports then."""
+    parties = tmp_path / "parties"
+    parties.mkdir()
+    (parties / "loop.py").write_text(LOOP_PARTY)
+    with party_serve(tmp_path, tmp_path / "rooms.db", parties, "--workers=0") as server:
+        url = f"ws://127.0.0.1:{server.port}/parties/loop/r"
+        headers = {"Authorization": f"token {TOKEN}"}
+        client = await websocket_connect(HTTPRequest(url, headers=headers))
+        client.write_message("hello")
+        assert await asyncio.wait_for(client.read_message(), 10) == "uvloop hello"
+        client.close(4000, "done")
+        assert await asyncio.wait_for(client.read_message(), 10) is None  # closed
+        assert client.close_code == 4000

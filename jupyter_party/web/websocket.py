@@ -15,7 +15,7 @@ import contextvars
 import hashlib
 import socket as _socket
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from tornado.iostream import IOStream, SSLIOStream, StreamClosedError
 
@@ -143,8 +143,8 @@ class WebSocket(asyncio.Protocol):
             self._lost()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports are not asyncio.Transport subclasses, hence a cast, not a check.
+        self._transport = transport = cast(asyncio.Transport, transport)
         transport.set_write_buffer_limits(0)  # pause_writing as soon as the kernel is full
         early, self._early = self._early or [], None
         self._state = _OPEN
