@@ -79,11 +79,11 @@ Event = Update | AwarenessUpdate | AwarenessQuery | CustomMessage | TextMessage
 class Answers:
     """The step 2 frames answering the step 1 of every session of one document.
 
-    A joiner asks with an empty state vector, a reconnecting client in sync with the state
-    vector its peers ask with: the last answer is kept and reused for the same state vector
-    until the document changes (`clear()`, from the document's observer), so a crowd joining
-    at once costs one encoding of the document, not one each, and its members get the same
-    bytes object (sent once to all of them). It keeps one answer at most.
+    New clients ask with an empty state vector, clients in sync with each other with the
+    same one: the last answer is kept and reused for the same state vector until the
+    document changes (`clear()`, from the document's observer), so a crowd joining at once
+    costs one encoding of the document, not one each, and its members get the same bytes
+    object (which the server sends once to all of them). It keeps one answer at most.
     """
 
     def __init__(self, document: Document) -> None:

@@ -103,9 +103,9 @@ class Channel(asyncio.Protocol):
 
     def send_to(self, conn: int, message: Outgoing) -> None:
         """Queue `message` for socket `conn`. The same `Outgoing` sent to several sockets in
-        one loop turn crosses once: this socket joins the SEND already queued for it, unless
-        another frame for this socket, or any frame other than a SEND, came since (then that
-        would overtake it). So each socket's messages keep their order."""
+        one loop turn crosses once: this socket joins the SEND of that message already
+        queued, unless a later SEND for this socket, or any frame other than a SEND, was
+        queued since (the message would overtake it). So each socket's order is kept."""
         if not self._queue():
             return
         send = self._sends.get(message)
