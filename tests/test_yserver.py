@@ -1,4 +1,5 @@
-"""YServer through a real server, with raw-frame clients (tests/ysupport.py)."""
+"""YServer through a real server, with raw-frame clients (tests/ysupport.py); what depends
+on its timers, in the test kit (its clock is manual)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pycrdt import Doc, Map, Text
 from ysupport import YClient
 
 from conftest import eventually
+from jupyter_party import YServer
 from jupyter_party.protocol.ysync import (
     BATCH_PREFIX,
     STEP1,
@@ -22,6 +24,8 @@ from jupyter_party.protocol.ysync import (
     parse_frame,
     sync_frame,
 )
+from jupyter_party.testing import YClient as KitYClient
+from jupyter_party.testing import party_room
 
 
 @pytest.fixture(params=[1, 0], ids=["worker", "in-process"])
@@ -203,6 +207,24 @@ async def test_a_crowd_joining_during_edits_gets_each_step2_in_order(yjoin, conn
         for update in before:
             answered.apply_update(update)
             assert answered.get_state() == state, "an update overtook the step 2 it was not in"
+
+
+async def test_the_answer_joiners_share_goes_with_a_change_or_after_a_while():
+    """What a room keeps for its joiners (as big as its document) does not outlive its use."""
+    async with party_room(YServer, "kept") as room:
+        alice = await KitYClient(await room.connect(id="alice")).sync()
+        kept = room.server._answers
+        assert kept.kept is not None  # alice's answer, for the next joiner
+        bob = await KitYClient(await room.connect(id="bob")).sync()
+        await alice.edit(_append("changed"))
+        await bob.until(lambda: str(bob.doc.get("text", type=Text)) == "changed")
+        assert kept.kept is None
+        await KitYClient(await room.connect(id="carol")).sync()
+        assert kept.kept is not None
+        room.clock.advance(1.9)
+        assert kept.kept is not None
+        room.clock.advance(0.2)
+        assert kept.kept is None
 
 
 async def test_a_crowd_leaving_is_removed_from_awareness_and_the_last_persists(

@@ -60,6 +60,9 @@ log = logging.getLogger("jupyter_party")
 _EMPTY_UPDATE = b"\x00\x00"
 _SNAPSHOT, _LOG, _EPOCH = "y:snapshot.", "y:u:", "y:epoch"
 _SEQ_DIGITS = 12
+# Seconds a step 2 the sessions share is kept after it was encoded: a crowd joining over a
+# few seconds shares it, then the memory (as much as the document's) goes back.
+_ANSWER_KEPT = 2.0
 # Each guest connection's awareness and sync request rates; gone with the connection.
 _RATES: WeakKeyDictionary[Connection, dict[str, RateLimiter]] = WeakKeyDictionary()
 
@@ -108,6 +111,7 @@ class YServer(Server):
         self._sessions: dict[Connection, YSyncSession] = {}
         self._answers = Answers(self.document)  # shared by the sessions
         self._answer: Outgoing | None = None  # the answer kept, as one message for all
+        self._answer_timer: Timer | None = None  # when it goes
         self._unlogged: list[bytes] = []
         self._logged: list[str] = []  # keys of the persisted update log
         self._logged_bytes = 0
@@ -204,11 +208,19 @@ class YServer(Server):
                 connection.send(frame)
                 continue
             if self._answer is None or self._answer.payload is not frame:
+                if self._answer_timer is not None:
+                    self._answer_timer.cancel()
                 self._answer = Outgoing(frame)
+                clock = self.room._services.clock
+                self._answer_timer = clock.call_later(_ANSWER_KEPT, self._forget_answer)
             connection.send(self._answer)
 
     def _forget_answer(self) -> None:
-        """The document changed, or nobody is left to ask: let the answer kept go."""
+        """Let the answer kept go: the document changed, nobody is left to ask, or it was
+        kept long enough."""
+        if self._answer_timer is not None:
+            self._answer_timer.cancel()
+            self._answer_timer = None
         self._answers.clear()
         self._answer = None
 
