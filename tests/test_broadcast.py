@@ -1,4 +1,4 @@
-"""Broadcast and the send queue, at the runtime level with recording transports.
+"""Broadcast, sends and the send queue, at the runtime level with recording transports.
 
 The rooms run in an in-process session (`workers = 0`) behind a real router: the same path as
 in a server, without sockets.
@@ -9,8 +9,11 @@ from __future__ import annotations
 import asyncio
 
 from jupyter_party import Server
+from jupyter_party.protocol import wire
+from jupyter_party.runtime.channel import Channel
 from jupyter_party.runtime.http import Request, request_to_wire
 from jupyter_party.runtime.limits import Limits
+from jupyter_party.runtime.outbox import Outgoing
 from jupyter_party.runtime.partylog import PartyLogs
 from jupyter_party.runtime.registry import Registry
 from jupyter_party.runtime.router import Router
@@ -115,3 +118,44 @@ async def test_close_sends_what_was_queued_first():
     assert [m.data for m in transport.batches[0]] == ["last words"]
     assert transport.closed == (4000, "bye")
     await rooms.close()
+
+
+class Kept:
+    """A stream that keeps what a channel writes to it."""
+
+    def __init__(self) -> None:
+        self.data = b""
+        self.closing = False
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def close(self) -> None:
+        self.closing = True
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+
+async def test_the_same_message_to_several_sockets_crosses_once_in_each_ones_order():
+    stream = Kept()
+    channel = Channel(lambda frame: None)
+    channel.connection_made(stream)
+    answer, other = Outgoing(b"answer"), Outgoing("other")
+    channel.send_to(1, answer)
+    channel.send_to(2, answer)  # joins 1's SEND
+    channel.send_to(3, other)
+    channel.send_to(3, answer)  # 3 got `other` since: a SEND of its own, after `other`
+    channel.send_to(4, answer)  # joins 3's
+    channel.send_to(1, answer)  # 1 again, after its first: joins 3's too
+    channel.send(wire.BROADCAST, [5, False, []], b"update")
+    channel.send_to(2, answer)  # nothing moves past the broadcast
+    channel.close()  # writes the turn's frames
+    frames = [(f.kind, f.header, f.payload) for f in wire.Decoder().feed(stream.data)]
+    assert frames == [
+        (wire.SEND, [1, 2, False], b"answer"),
+        (wire.SEND, [3, True], b"other"),
+        (wire.SEND, [3, 4, 1, False], b"answer"),
+        (wire.BROADCAST, [5, False, []], b"update"),
+        (wire.SEND, [2, False], b"answer"),
+    ]

@@ -73,3 +73,18 @@ def test_hello_must_speak_our_version():
     ):
         with pytest.raises(wire.ProtocolError):
             wire.check_hello(frame)
+
+
+def test_a_send_names_one_socket_or_several():
+    one = wire.encode(wire.SEND, [7, True], b"hi")
+    assert len(one) == 9 + 5 + 2  # one socket: u32 conn, u8 text, as before
+    many = wire.encode(wire.SEND, [1, 2**32 - 1, 3, False], b"\x00")
+    assert len(many) == 9 + 13 + 1
+    frames = wire.Decoder().feed(one + many)
+    assert [(f.kind, f.header, f.payload) for f in frames] == [
+        (wire.SEND, [7, True], b"hi"),
+        (wire.SEND, [1, 2**32 - 1, 3, False], b"\x00"),
+    ]
+    for head in (b"\x01", b"\x01\x00\x00\x00\x00\x00"):  # no socket; a partial one
+        with pytest.raises(wire.ProtocolError):
+            wire.Decoder().feed(struct.pack("<IBI", 5 + len(head), wire.SEND, len(head)) + head)

@@ -1,4 +1,5 @@
-"""YServer through a real server, with raw-frame clients (tests/ysupport.py)."""
+"""YServer through a real server, with raw-frame clients (tests/ysupport.py); what depends
+on its timers, in the test kit (its clock is manual)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,21 @@ from pycrdt import Doc, Map, Text
 from ysupport import YClient
 
 from conftest import eventually
+from jupyter_party import YServer
 from jupyter_party.protocol.ysync import (
     BATCH_PREFIX,
+    STEP1,
+    STEP2,
     UPDATE,
     AwarenessEntry,
+    SyncMessage,
     awareness_frame,
     encode_awareness,
+    parse_frame,
     sync_frame,
 )
+from jupyter_party.testing import YClient as KitYClient
+from jupyter_party.testing import party_room
 
 
 @pytest.fixture(params=[1, 0], ids=["worker", "in-process"])
@@ -165,6 +173,92 @@ async def test_snapshot_persistence_survives_eviction(yjoin, http, live_rooms):
     keys = await _stored(http, "parties/ydoc/persist")
     assert set(keys) == {"y:snapshot.000", "y:epoch"}  # compacted on last disconnect
     assert b.text.count("durable") == 1
+
+
+async def test_a_crowd_joining_during_edits_gets_each_step2_in_order(yjoin, connect):
+    """Joiners asking at once share one answer (one SEND to all of them); none may get it
+    after an update it lacks, and none may miss an update."""
+    writer = await yjoin("crowd")
+    await writer.edit(_append("x" * 10_000))
+    joiners = [await connect("parties/ydoc/crowd") for _ in range(12)]
+    for i, joiner in enumerate(joiners):  # all at once, the writer editing in between
+        await joiner.send(sync_frame(STEP1, Doc().get_state()))
+        if i % 4 == 1:
+            await writer.edit(_append(f"<{i}>"))
+    await writer.settled()
+    for joiner in joiners:
+        doc, step2, before = Doc(), None, []
+        while step2 is None or str(doc.get("text", type=Text)) != writer.text:
+            message = await joiner.recv()
+            parsed = parse_frame(message) if isinstance(message, bytes) else None
+            if not isinstance(parsed, SyncMessage) or parsed.step == STEP1:
+                continue
+            if parsed.step == STEP2:
+                assert step2 is None
+                step2 = parsed.payload
+            elif step2 is None:
+                before.append(parsed.payload)
+            doc.apply_update(parsed.payload)
+        # Updates that came first must be in the step 2: applied to it, they change nothing.
+        # (The first one it lacked would depend on nothing it lacks, and be integrated.)
+        answered = Doc()
+        answered.apply_update(step2)
+        state = answered.get_state()
+        for update in before:
+            answered.apply_update(update)
+            assert answered.get_state() == state, "an update overtook the step 2 it was not in"
+
+
+async def test_the_answer_joiners_share_goes_with_a_change_or_after_a_while():
+    """What a room keeps for its joiners (as big as its document) does not outlive its use."""
+    async with party_room(YServer, "kept") as room:
+        alice = await KitYClient(await room.connect(id="alice")).sync()
+        kept = room.server._answers
+        assert kept.kept is not None  # alice's answer, for the next joiner
+        bob = await KitYClient(await room.connect(id="bob")).sync()
+        await alice.edit(_append("changed"))
+        await bob.until(lambda: str(bob.doc.get("text", type=Text)) == "changed")
+        assert kept.kept is None
+        await KitYClient(await room.connect(id="carol")).sync()
+        assert kept.kept is not None
+        room.clock.advance(1.9)
+        assert kept.kept is not None
+        room.clock.advance(0.2)
+        assert kept.kept is None
+
+
+async def test_a_crowd_leaving_is_removed_from_awareness_and_the_last_persists(
+    yjoin, connect, http
+):
+    watcher = await yjoin("leave")
+    crowd = [await yjoin("leave") for _ in range(3)]
+    for i, client in enumerate(crowd):  # two client ids each
+        await client.set_awareness(10 * i + 1, 1, {"n": i})
+        await client.set_awareness(10 * i + 2, 1, {"n": i})
+    old = await yjoin("leave", "?_pk=same")
+    await old.set_awareness(99, 1, {"socket": "old"})
+    new = await yjoin("leave", "?_pk=same")  # the same client, reconnected: takes 99 over
+    await new.set_awareness(99, 2, {"socket": "new"})
+    await watcher.until(lambda: len(watcher.states) == 7 and watcher.states[99]["socket"] == "new")
+    await crowd[0].edit(_append("kept"))
+    for client in [*crowd[1:], old]:
+        client.ws.close()
+    await watcher.until(lambda: set(watcher.states) == {1, 2, 99})  # announced to the others
+    late = await yjoin("leave")
+    assert set(late.states) == {1, 2, 99}  # and forgotten by the room
+    await watcher.settled()
+    assert any(key.startswith("y:u:") for key in await _stored(http, "parties/ydoc/leave"))
+    new.ws.close()
+    await watcher.until(lambda: set(watcher.states) == {1, 2})
+    for client in (watcher, crowd[0], late):
+        client.ws.close()
+
+    async def compacted() -> bool:  # when the last one left
+        return set(await _stored(http, "parties/ydoc/leave")) == {"y:snapshot.000", "y:epoch"}
+
+    await eventually(compacted, message="the snapshot on last disconnect")
+    kept = json.loads((await http("parties/ydoc/leave/bookkeeping")).body)
+    assert kept["awareness"] == [] and kept["owners"] == []
 
 
 async def test_awareness_frame_for_foreign_and_own_clients_is_filtered(yjoin):

@@ -8,6 +8,7 @@ import pytest
 from pycrdt import Doc, Text
 
 from jupyter_party.protocol.ysession import (
+    Answers,
     AwarenessQuery,
     AwarenessUpdate,
     CustomMessage,
@@ -66,6 +67,29 @@ def test_step1_is_answered_with_what_the_peer_lacks():
     assert answer == sync_frame(STEP2, doc.get_update(Doc().get_state()))
     assert session.handshaken and not session.synced
     assert session.data_to_send() == []
+
+
+def test_shared_answers_encode_once_per_version_of_the_document():
+    doc = doc_with("hello")
+    answers = Answers(doc)
+    a, b = YSyncSession(doc, answers=answers), YSyncSession(doc, answers=answers)
+    empty = sync_frame(STEP1, Doc().get_state())
+    a.receive(empty)
+    b.receive(empty)
+    [first], [second] = a.data_to_send(), b.data_to_send()
+    assert first is second is answers.kept  # the same bytes: one encoding, sent once to both
+    assert first == sync_frame(STEP2, doc.get_update())
+    other = sync_frame(STEP1, doc.get_state())  # another state vector: answered for itself
+    b.receive(other)
+    [up_to_date] = b.data_to_send()
+    assert up_to_date == sync_frame(STEP2, doc.get_update(doc.get_state()))
+    assert answers.kept is up_to_date  # one answer kept at most
+    doc["text"] += " world"
+    answers.clear()  # what the document's observer does
+    assert answers.kept is None
+    a.receive(empty)
+    [fresh] = a.data_to_send()
+    assert fresh == sync_frame(STEP2, doc.get_update()) != first
 
 
 def test_updates_are_events_and_step2_means_synced():

@@ -8,8 +8,9 @@ Every frame is
     u32 length of the rest | u8 kind | u32 header length | header (JSON) | payload (raw bytes)
 
 The header is a small JSON array whose fields depend on the kind (see docs/architecture.md),
-except for the kinds sent once per message (MESSAGE, SEND, ACK), whose fixed fields are packed
-in binary; the payload carries message data and HTTP bodies untouched, never re-encoded.
+except for the kinds sent once per message (MESSAGE, SEND, ACK), whose fields are packed in
+binary; the payload carries message data and HTTP bodies untouched, never re-encoded. One SEND
+carries a message to one socket or to several (the same message sent to each of them).
 Both ends send `HELLO [version, ...]` first; a peer speaking another version is refused.
 """
 
@@ -19,7 +20,7 @@ import json
 import struct
 from typing import Any, NamedTuple
 
-VERSION = 2
+VERSION = 2  # 2: OPEN carries the gate's question, OPENED its answer; SEND names 1+ sockets
 MAX_FRAME = 1 << 30  # a frame claiming more is a broken peer, never a real message
 
 # Kinds. "client side" is the server process (or a worker calling another room through it);
@@ -32,7 +33,7 @@ OPENED = 3  # room side: [conn, code, reason, answer]  code 0: admitted (on_conn
 JOINED = 4  # room side: [conn, room]  the socket counts as a member of room handle `room`
 MESSAGE = 5  # client side: [conn, text]  payload: the message
 CLOSED = 6  # client side: [conn, code, reason]  the socket closed
-SEND = 7  # room side: [conn, text]  payload: a message for one socket
+SEND = 7  # room side: [conn, ..., text]  payload: one message for each of these sockets
 BROADCAST = 8  # room side: [room, text, without]  payload: one message for every member
 CLOSE = 9  # room side: [conn, code, reason]  close that socket
 ACK = 10  # room side: [conn, cost]  inbound messages handed to the room (flow control)
@@ -46,9 +47,14 @@ _HEAD = struct.Struct("<IBI")
 # Headers of the kinds sent once per message: packed, not JSON (the hot path).
 _PACKED = {
     MESSAGE: struct.Struct("<I?"),  # conn, text
-    SEND: struct.Struct("<I?"),
     ACK: struct.Struct("<IQ"),  # conn, cost
 }
+_SEND_ONE = struct.Struct("<I?")  # SEND: u32 per socket, then text
+
+
+def _send_header(sockets: int) -> struct.Struct:
+    """The packed header of a SEND to `sockets` sockets."""
+    return _SEND_ONE if sockets == 1 else struct.Struct(f"<{sockets}I?")
 
 
 class Frame(NamedTuple):
@@ -59,7 +65,7 @@ class Frame(NamedTuple):
 
 def encode(kind: int, header: list[Any], payload: bytes = b"") -> bytes:
     """One frame."""
-    packer = _PACKED.get(kind)
+    packer = _send_header(len(header) - 1) if kind == SEND else _PACKED.get(kind)
     if packer is not None:
         head = packer.pack(*header)
     else:
@@ -94,6 +100,11 @@ class Decoder:
             if start + head > end:
                 raise ProtocolError("header longer than its frame")
             packer = _PACKED.get(kind)
+            if kind == SEND:
+                sockets, odd = divmod(head - 1, 4)
+                if odd or sockets < 1:
+                    raise ProtocolError(f"a SEND header of {head} bytes")
+                packer = _send_header(sockets)
             try:
                 if packer is not None:
                     if head != packer.size:

@@ -76,23 +76,59 @@ class TextMessage:
 Event = Update | AwarenessUpdate | AwarenessQuery | CustomMessage | TextMessage
 
 
+class Answers:
+    """The step 2 frames answering the step 1 of every session of one document.
+
+    New clients ask with an empty state vector, clients in sync with each other with the
+    same one: the last answer is kept and reused for the same state vector until the
+    document changes (`clear()`, from the document's observer), so a crowd joining at once
+    costs one encoding of the document, not one each, and its members get the same bytes
+    object (which the server sends once to all of them). It keeps one answer at most.
+    """
+
+    def __init__(self, document: Document) -> None:
+        self.document = document
+        self._state: bytes | None = None  # the state vector last answered
+        self._frame = b""
+
+    @property
+    def kept(self) -> bytes | None:
+        """The answer kept, if any."""
+        return None if self._state is None else self._frame
+
+    def answer(self, state_vector: bytes) -> bytes:
+        """The step 2 frame for `state_vector`: what the document holds beyond it."""
+        if state_vector != self._state:
+            self._frame = sync_frame(STEP2, self.document.get_update(state_vector))
+            self._state = state_vector
+        return self._frame
+
+    def clear(self) -> None:
+        """Let the answer kept go: the document changed, or its memory is wanted back (the
+        answer to an empty state vector is as big as the document)."""
+        self._state, self._frame = None, b""
+
+
 class YSyncSession:
     """The y-sync protocol state of one connection.
 
-    `document` answers the peer's step 1. `max_batch`, when set, accepts y-partykit's chunked
-    batches up to that many bytes (the server side). `may_answer()` is asked before each
-    answer to a step 1 (each encodes the whole document: the server rate-limits guests); a
-    step 1 it refuses is dropped. Malformed input raises `FrameError`.
+    `document` answers the peer's step 1, through `answers` when the sessions of a document
+    share theirs (the server). `max_batch`, when set, accepts y-partykit's chunked batches up
+    to that many bytes (the server side). `may_answer()` is asked before each answer to a
+    step 1 (each may encode the whole document: the server rate-limits guests); a step 1 it
+    refuses is dropped. Malformed input raises `FrameError`.
     """
 
     def __init__(
         self,
         document: Document,
         *,
+        answers: Answers | None = None,
         max_batch: int | None = None,
         may_answer: Callable[[], bool] | None = None,
     ) -> None:
         self.document = document
+        self._answers = answers
         #: The peer's step 1 arrived: it accepted the connection (our edits may follow).
         self.handshaken = False
         #: The peer's step 2 arrived: we hold its whole document.
@@ -136,8 +172,10 @@ class YSyncSession:
             self.handshaken = True
             if self._may_answer is None or self._may_answer():
                 check_state_vector(parsed.payload)
-                update = self.document.get_update(parsed.payload)
-                self._out.append(sync_frame(STEP2, update))
+                if self._answers is not None:
+                    self._out.append(self._answers.answer(parsed.payload))
+                else:
+                    self._out.append(sync_frame(STEP2, self.document.get_update(parsed.payload)))
             return []
         if isinstance(parsed, AwarenessMessage):
             return [AwarenessUpdate(parsed.update, frame)]

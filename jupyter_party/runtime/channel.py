@@ -1,8 +1,9 @@
 """The worker boundary over a byte stream: both ends of protocol/wire.py on asyncio.
 
 `Channel` turns a stream into frames and back, writing everything sent during one loop turn
-at once. `WorkerLink` is the server process's end (a `Downlink` to one worker: it forwards
-the router's calls as frames, and frames from the worker as calls on the router);
+at once; the same message sent to several sockets in that turn crosses once, as one SEND.
+`WorkerLink` is the server process's end (a `Downlink` to one worker: it forwards the
+router's calls as frames, and frames from the worker as calls on the router);
 `SessionLink` is the worker's end (the `Uplink` of its session, and the dispatcher of frames
 from the server). A kernel that hosts a party speaks the same protocol over a WebSocket
 (`WebSocketStream`).
@@ -42,6 +43,19 @@ class ChannelLost(ConnectionError):
     """The other end of the channel is gone (its process died or stopped)."""
 
 
+class _Send:
+    """A SEND being gathered during a loop turn: one message, the sockets it goes to."""
+
+    __slots__ = ("at", "conns", "message")
+
+    def __init__(self, at: int, conn: int, message: Outgoing) -> None:
+        self.at, self.conns, self.message = at, [conn], message
+
+    def encode(self) -> bytes:
+        message = self.message
+        return wire.encode(wire.SEND, [*self.conns, message.text], message.payload)
+
+
 class Channel(asyncio.Protocol):
     """Frames over a stream transport, with calls that await a reply."""
 
@@ -49,7 +63,9 @@ class Channel(asyncio.Protocol):
         self._on_frame = on_frame
         self._decoder = wire.Decoder()
         self._transport: Stream | None = None
-        self._out: list[bytes] = []
+        self._out: list[bytes | _Send] = []  # this turn's frames, in order
+        self._sends: dict[Outgoing, _Send] = {}  # SENDs of this turn that more sockets may join
+        self._last: dict[int, int] = {}  # socket -> where in _out its latest SEND is
         self._calls: dict[int, asyncio.Future[Any]] = {}
         self._ids = itertools.count(1)
         self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -79,16 +95,43 @@ class Channel(asyncio.Protocol):
 
     # sending
     def send(self, kind: int, header: list[Any], payload: bytes = b"") -> None:
-        if self._transport is None or self._transport.is_closing():
+        if self._queue():
+            self._out.append(wire.encode(kind, header, payload))
+            if self._sends:  # SENDs queued before this frame must not move past it
+                self._sends.clear()
+                self._last.clear()
+
+    def send_to(self, conn: int, message: Outgoing) -> None:
+        """Queue `message` for socket `conn`. The same `Outgoing` sent to several sockets in
+        one loop turn crosses once: this socket joins the SEND of that message already
+        queued, unless a later SEND for this socket, or any frame other than a SEND, was
+        queued since (the message would overtake it). So each socket's order is kept."""
+        if not self._queue():
             return
+        send = self._sends.get(message)
+        if send is not None and self._last.get(conn, -1) < send.at:
+            send.conns.append(conn)
+        else:
+            send = self._sends[message] = _Send(len(self._out), conn, message)
+            self._out.append(send)
+        self._last[conn] = send.at
+
+    def _queue(self) -> bool:
+        """Whether frames can be sent; the first of a loop turn schedules the write."""
+        if self._transport is None or self._transport.is_closing():
+            return False
         if not self._out:
             asyncio.get_running_loop().call_soon(self._flush)
-        self._out.append(wire.encode(kind, header, payload))
+        return True
 
     def _flush(self) -> None:
         out, self._out = self._out, []
+        self._sends.clear()
+        self._last.clear()
         if out and self._transport is not None and not self._transport.is_closing():
-            self._transport.write(b"".join(out))
+            self._transport.write(
+                b"".join(frame if isinstance(frame, bytes) else frame.encode() for frame in out)
+            )
 
     async def call(self, op: str, args: dict[str, Any], payload: bytes = b"") -> Any:
         """Run `op` on the other end; returns its `(result, payload)`."""
@@ -212,7 +255,7 @@ class WorkerLink:
         self.channel.send(wire.OPENED, [conn, code, reason, None])
 
     def socket_send(self, conn: int, message: Outgoing) -> None:
-        self.channel.send(wire.SEND, [conn, message.text], message.payload)
+        self.channel.send_to(conn, message)
 
     def socket_close(self, conn: int, code: int, reason: str) -> None:
         self.channel.send(wire.CLOSE, [conn, code, reason])
@@ -223,8 +266,10 @@ class WorkerLink:
         kind = frame.kind
         if kind == wire.BROADCAST:
             router.broadcast(worker, h[0], Outgoing.raw(frame.payload, h[1]), h[2])
-        elif kind == wire.SEND:
-            router.send(worker, h[0], Outgoing.raw(frame.payload, h[1]))
+        elif kind == wire.SEND:  # one message, however many sockets: framed once
+            message = Outgoing.raw(frame.payload, h[-1])
+            for conn in h[:-1]:
+                router.send(worker, conn, message)
         elif kind == wire.ACK:
             router.ack(worker, h[0], h[1])
         elif kind == wire.JOINED:
@@ -282,7 +327,7 @@ class SessionLink:
         self.channel.send(wire.OPENED, [conn, code, reason, answer], body)
 
     def send(self, conn: int, message: Outgoing) -> None:
-        self.channel.send(wire.SEND, [conn, message.text], message.payload)
+        self.channel.send_to(conn, message)
 
     def broadcast(self, room: int, message: Outgoing, without: list[str]) -> None:
         self.channel.send(wire.BROADCAST, [room, message.text, without], message.payload)
@@ -325,7 +370,9 @@ class SessionLink:
             call, op, args = h
             self.channel.reply(call, asyncio.ensure_future(session.call(op, args, frame.payload)))
         elif kind == wire.SEND:
-            session.socket_send(h[0], Outgoing.raw(frame.payload, h[1]))
+            message = Outgoing.raw(frame.payload, h[-1])
+            for conn in h[:-1]:
+                session.socket_send(conn, message)
         elif kind == wire.OPENED:
             session.socket_opened(h[0], h[1], h[2])
         elif kind == wire.CLOSE:

@@ -65,9 +65,11 @@ class Connection:
         return self._state
 
     def send(self, message: str | bytes | Any) -> None:
-        """Queue a message: str as text, bytes as binary, any other value as JSON text."""
+        """Queue a message: str as text, bytes as binary, any other value as JSON text. An
+        `Outgoing` is sent as it is: one sent to several connections is encoded, crosses to
+        the server process and is framed once."""
         if not self.closed:
-            outgoing = Outgoing(message)
+            outgoing = message if isinstance(message, Outgoing) else Outgoing(message)
             self._sink.send(self._handle, outgoing)
             if self._traffic is not None:
                 self._traffic.sent(1, len(outgoing.payload))

@@ -26,6 +26,7 @@ from pycrdt import Doc
 
 from ..protocol.codes import CloseCode
 from ..protocol.ysession import (
+    Answers,
     AwarenessQuery,
     AwarenessUpdate,
     CustomMessage,
@@ -47,6 +48,7 @@ from ..protocol.ysync import (
 )
 from .clock import Timer
 from .connection import Connection
+from .outbox import Outgoing
 from .ratelimit import RateLimiter
 from .room import maybe_await
 from .server import ConnectionContext, Server
@@ -58,6 +60,9 @@ log = logging.getLogger("jupyter_party")
 _EMPTY_UPDATE = b"\x00\x00"
 _SNAPSHOT, _LOG, _EPOCH = "y:snapshot.", "y:u:", "y:epoch"
 _SEQ_DIGITS = 12
+# Seconds a step 2 the sessions share is kept after it was encoded: a crowd joining over a
+# few seconds shares it, then the memory (as much as the document's) goes back.
+_ANSWER_KEPT = 2.0
 # Each guest connection's awareness and sync request rates; gone with the connection.
 _RATES: WeakKeyDictionary[Connection, dict[str, RateLimiter]] = WeakKeyDictionary()
 
@@ -102,7 +107,11 @@ class YServer(Server):
         self._awareness: dict[int, AwarenessEntry] = {}
         self._awareness_bytes = 0  # of the states in _awareness
         self._owners: dict[int, Connection] = {}
+        self._owned: dict[Connection, dict[int, None]] = {}  # the same, by connection
         self._sessions: dict[Connection, YSyncSession] = {}
+        self._answers = Answers(self.document)  # shared by the sessions
+        self._answer: Outgoing | None = None  # the answer kept, as one message for all
+        self._answer_timer: Timer | None = None  # when it goes
         self._unlogged: list[bytes] = []
         self._logged: list[str] = []  # keys of the persisted update log
         self._logged_bytes = 0
@@ -161,8 +170,7 @@ class YServer(Server):
             self.send_custom_message(connection, json.dumps({"epoch": self.epoch}))
         session = self._session(connection)
         session.start()
-        for frame in session.data_to_send():
-            connection.send(frame)
+        self._send(connection, session)
         if self._awareness:
             connection.send(awareness_frame(encode_awareness(list(self._awareness.values()))))
         await maybe_await(self.on_connect(connection, ctx))
@@ -188,15 +196,40 @@ class YServer(Server):
             self._close_malformed(sender, error)
             self._reset(error)
         finally:
-            for frame in session.data_to_send():  # our step 2, answering the sender's step 1
-                sender.send(frame)
+            self._send(sender, session)  # our step 2, answering the sender's step 1
         return None
+
+    def _send(self, connection: Connection, session: YSyncSession) -> None:
+        """Send what the session queued. The answer the sessions share (see `Answers`) goes
+        as one `Outgoing` to all its recipients: it crosses to the server process and is
+        framed once for those of a loop turn."""
+        for frame in session.data_to_send():
+            if frame is not self._answers.kept:
+                connection.send(frame)
+                continue
+            if self._answer is None or self._answer.payload is not frame:
+                if self._answer_timer is not None:
+                    self._answer_timer.cancel()
+                self._answer = Outgoing(frame)
+                clock = self.room._services.clock
+                self._answer_timer = clock.call_later(_ANSWER_KEPT, self._forget_answer)
+            connection.send(self._answer)
+
+    def _forget_answer(self) -> None:
+        """Let the answer kept go: the document changed, nobody is left to ask, or it was
+        kept long enough."""
+        if self._answer_timer is not None:
+            self._answer_timer.cancel()
+            self._answer_timer = None
+        self._answers.clear()
+        self._answer = None
 
     def _session(self, connection: Connection) -> YSyncSession:
         session = self._sessions.get(connection)
         if session is None:
             session = self._sessions[connection] = YSyncSession(
                 self.document,
+                answers=self._answers,
                 max_batch=self.max_message_size,
                 may_answer=lambda: self._allow(connection, "sync"),  # each encodes the document
             )
@@ -204,14 +237,17 @@ class YServer(Server):
 
     async def _handle_close(self, connection: Connection, code: int, reason: str) -> None:
         self._sessions.pop(connection, None)
-        gone = [e for c, e in self._awareness.items() if self._owners.get(c) is connection]
+        gone = [self._awareness[client] for client in self._owned.get(connection, ())]
         if gone:
             for entry in gone:
                 self._forget_awareness(entry.client)
             removal = [AwarenessEntry(e.client, e.clock + 1, "null") for e in gone]
             self.room.broadcast(awareness_frame(encode_awareness(removal)))
         await maybe_await(self.on_close(connection, code, reason))
-        if not self.room.get_connections():
+        # The room has forgotten this connection already: counting the others costs O(1),
+        # where a scan per close would make a crowd leaving at once quadratic.
+        if not self.room._connections:
+            self._forget_answer()
             await self._make_durable()
 
     async def _handle_stop(self) -> None:
@@ -222,6 +258,7 @@ class YServer(Server):
         """Let the document go. Its observer holds this instance from inside yrs, where
         Python's garbage collector cannot see the cycle: without this, every stopped room would
         keep its whole document in memory for ever."""
+        self._forget_answer()
         if self._subscription is not None:
             subscription, self._subscription = self._subscription, None
             try:
@@ -283,23 +320,34 @@ class YServer(Server):
     def _keep_awareness(self, entry: AwarenessEntry, sender: Connection, new: bool) -> bool:
         """Keep a state (a new id, the sender's own, or the same client reconnected), unless
         it would pass the connection's or the room's bounds."""
-        if new and self.max_awareness_clients <= sum(
-            1 for owner in self._owners.values() if owner is sender
-        ):
+        if new and len(self._owned.get(sender, ())) >= self.max_awareness_clients:
             return False
         old = self._awareness.get(entry.client)
         size = self._awareness_bytes - (len(old.state) if old else 0) + len(entry.state)
         if size > self.max_awareness_bytes:
             return False
-        self._awareness[entry.client], self._owners[entry.client] = entry, sender
+        self._awareness[entry.client] = entry
         self._awareness_bytes = size
+        if self._owners.get(entry.client) is not sender:  # new, or its client reconnected
+            self._disown(entry.client)
+            self._owners[entry.client] = sender
+            self._owned.setdefault(sender, {})[entry.client] = None
         return True
 
     def _forget_awareness(self, client: int) -> None:
         old = self._awareness.pop(client, None)
-        self._owners.pop(client, None)
+        self._disown(client)
         if old is not None:
             self._awareness_bytes -= len(old.state)
+
+    def _disown(self, client: int) -> None:
+        """`client`'s state no longer belongs to the connection that held it."""
+        owner = self._owners.pop(client, None)
+        if owner is not None:
+            owned = self._owned[owner]
+            del owned[client]
+            if not owned:
+                del self._owned[owner]
 
     def _apply(self, update: bytes) -> None:
         """Apply a client's update. pycrdt re-raises the party's own observer errors after the
@@ -332,6 +380,7 @@ class YServer(Server):
         """
         update = event.update
         try:
+            self._forget_answer()
             self.room.broadcast(sync_frame(UPDATE, update))
             if self.persistence:
                 self._unlogged.append(update)

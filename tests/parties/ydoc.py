@@ -71,7 +71,7 @@ class Notes(YServer):
                     for client in self._awareness
                     if self._owners[client] not in live
                 ],
-                "owners": [c.id for c in self._owners.values() if c.closed],
+                "owners": [c.id for c in [*self._owners.values(), *self._owned] if c.closed],
             }
         if path == "/recreate" and request.method == "POST":
             self.persistence = None  # this instance writes nothing more (not even on close)
