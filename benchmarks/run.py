@@ -831,7 +831,18 @@ CONNECT_STEPS = (
     ("Jupyter's authentication (prepare)", ("JupyterHandler.prepare",)),
     ("the party's request (path, identity)", ("RoomHandler._identify",)),
     ("gate and open: the worker round trip", ("RoomHandler._join", "Router.", "WorkerLink.")),
-    ("the handshake (101) and socket set-up", ("WebSocketHandler.get", "WebSocketProtocol13")),
+    (  # ours (web/websocket.py), and Tornado's before it (to profile older checkouts)
+        "the handshake (101) and socket set-up",
+        (
+            "RoomHandler._bad_upgrade",
+            "WebSocket.take_over",
+            "WebSocket._attach",
+            "WebSocket.connection_made",
+            "switching_protocols",
+            "WebSocketHandler.get",
+            "WebSocketProtocol13",
+        ),
+    ),
     ("the access log", ("log_request (jupyter_server",)),
 )
 _WORKER_STEP = "the party worker"

@@ -260,7 +260,8 @@ class RoomHandler(JupyterHandler):
         self.set_status(101)
         # Jupyter logs a 101 at debug level: its line (and request-duration metric, where
         # room sockets have their own metrics) cost ~4 % of a connect otherwise thrown away.
-        if self.log.isEnabledFor(logging.DEBUG):
+        # (Its logger passes debug records to handlers that filter them: ask the app's level.)
+        if self.serverapp is None or self.serverapp.log_level <= logging.DEBUG:
             self.application.log_request(self)
         await socket.take_over(
             self.detach(), switching_protocols(self.request.headers["Sec-WebSocket-Key"])
