@@ -8,6 +8,7 @@ import socket
 import struct
 
 import pytest
+from test_websocket import upgrade
 
 from conftest import eventually
 
@@ -29,16 +30,7 @@ async def _raw_websocket(port: int, path: str, headers: dict[str, str]):
     sock.setblocking(False)
     await asyncio.get_running_loop().sock_connect(sock, ("localhost", port))
     reader, writer = await asyncio.open_connection(sock=sock, limit=1 << 20)
-    lines = [
-        f"GET {path} HTTP/1.1",
-        f"Host: localhost:{port}",
-        "Upgrade: websocket",
-        "Connection: Upgrade",
-        "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
-        "Sec-WebSocket-Version: 13",
-        *(f"{k}: {v}" for k, v in headers.items()),
-    ]
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    writer.write(upgrade(path, port, headers))
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
     assert head.startswith(b"HTTP/1.1 101"), head
     return reader, writer
