@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from jupyter_server.auth import User
@@ -261,7 +261,8 @@ class RoomHandler(JupyterHandler):
         # Jupyter logs a 101 at debug level: its line (and request-duration metric, where
         # room sockets have their own metrics) cost ~4 % of a connect otherwise thrown away.
         # (Its logger passes debug records to handlers that filter them: ask the app's level.)
-        if self.serverapp is None or self.serverapp.log_level <= logging.DEBUG:
+        app = self.serverapp  # (traitlets turns a level's name into its number)
+        if app is None or cast(int, app.log_level) <= logging.DEBUG:
             self.application.log_request(self)
         await socket.take_over(
             self.detach(), switching_protocols(self.request.headers["Sec-WebSocket-Key"])
