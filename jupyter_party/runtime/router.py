@@ -399,7 +399,7 @@ class Router:
                 raise Refused(code, reason)
             retried = True
         if limits is not None:  # gated here, relayed: the owner's session did not answer
-            socket.limits = self._limits.setdefault(tuple(limits.items()), limits)
+            socket.limits = self._shared_limits(limits)
         if socket.limits is not _NO_LIMITS:
             socket.outbox.limit = socket.limits["send_buffer_limit"] or send_buffer_limit
         if self._sockets.get(socket.conn) is socket:
@@ -422,6 +422,10 @@ class Router:
             _, code, message = verdict["refuse"]
             raise Refused(code, message)
         return verdict["party"], verdict["request"]
+
+    def _shared_limits(self, limits: dict[str, Any]) -> dict[str, Any]:
+        """One dict per set of party limits, however many sockets hold it."""
+        return self._limits.setdefault(tuple(limits.items()), limits)
 
     def _raced(self, worker: int, relay: bool) -> bool:
         """Whether a "try again" from local `worker` may come from another node having
@@ -630,9 +634,8 @@ class Router:
                     answer = {"response": response_from_wire(answer["response"], body)}
                 socket.opened.set_result((code, reason, answer))
                 return
-            if answer is not None:  # one dict per party's limits, however many sockets
-                limits = answer["party"]
-                socket.limits = self._limits.setdefault(tuple(limits.items()), limits)
+            if answer is not None:
+                socket.limits = self._shared_limits(answer["party"])
             socket.opened.set_result(_ADMITTED)  # what an open socket keeps: nothing new
 
     def send(self, worker: int, conn: int, message: Outgoing) -> None:
