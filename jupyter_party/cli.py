@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 
 
@@ -104,6 +103,7 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> None:
     # of Jupyter's uses; without it jsonschema leaves those formats unchecked.
     sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     from .extension import PartyApp
+    from .runtime import tuning
 
     options = {
         "PartyApp.parties_dir": args.parties,
@@ -116,11 +116,9 @@ def _serve(args: argparse.Namespace, rest: list[str]) -> None:
         "ServerApp.ip": args.ip,
     }
     argv = [f"--{name}={value}" for name, value in options.items() if value is not None]
-    with contextlib.suppress(ImportError):  # a faster event loop, when installed
-        import uvloop  # type: ignore[import-not-found]
-
-        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    tuning.fast_event_loop()
     PartyApp.load_other_extensions = False
+    PartyApp.own_process = True
     PartyApp.launch_instance(argv=argv + rest)
 
 

@@ -18,8 +18,9 @@ from pathlib import Path
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Bool, Dict, Enum, Float, Int, TraitType, Unicode, default
+from traitlets.config import Application
 
-from .runtime import partylog
+from .runtime import partylog, tuning
 from .runtime.cluster import Cluster
 from .runtime.leases import RoomLeases
 from .runtime.limits import Limits
@@ -57,6 +58,8 @@ class PartyApp(ExtensionApp):
     name = "jupyter_party"
     description = "Stateful, on-demand, programmable real-time rooms in your Jupyter server."
     load_other_extensions = True
+    #: This process is ours (`jupyter party serve`), not a Jupyter server we are a guest in.
+    own_process = False
     #: The widgets' bundled front end, served at {base}static/jupyter_party/ (the share page).
     static_paths = [str(Path(__file__).parent / "widgets" / "static")]
     default_url = "/parties"  # `jupyter party serve` prints it: the party home page
@@ -201,7 +204,10 @@ class PartyApp(ExtensionApp):
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
         _deepen_backlog(serverapp.http_server)
+        _skip_unseen_records(serverapp)
         await self._start_rooms()
+        if self.own_process:
+            tuning.settle_heap()
 
     def _start_rooms(self) -> asyncio.Task[None]:
         """Start the workers (or the in-process session), once: at server start, or on the
@@ -303,6 +309,31 @@ class PartyApp(ExtensionApp):
         if self.supervisor is not None:
             await self.supervisor.stop()
         await self.backend.close()
+
+
+def _skip_unseen_records(app: Application) -> None:
+    """Keep `app`'s logger at the lowest level of the handlers its records reach.
+
+    traitlets leaves an application's logger at DEBUG and lets its handlers filter, so every
+    `log.debug` on Jupyter's request path (two per token-authenticated request) builds a
+    record, walking the stack for its caller, that every handler then drops: a tenth of the
+    CPU of a room connect. A record no handler would show is now not made at all; the level
+    follows the app's logging settings (traitlets resets the logger when they change). As with
+    any logger, a handler added by hand later shows debug records once the level is lowered.
+    """
+
+    def tighten(_change: object = None) -> None:
+        log = app.log
+        levels: list[int] = []
+        logger: logging.Logger | None = log
+        while logger is not None:
+            levels += [handler.level for handler in logger.handlers]
+            logger = logger.parent if logger.propagate else None
+        if levels and min(levels) > log.level:
+            log.setLevel(min(levels))
+
+    tighten()
+    app.observe(tighten, ["log_datefmt", "log_format", "log_level", "logging_config"])
 
 
 def _deepen_backlog(http_server: object) -> None:

@@ -118,12 +118,15 @@ class Outbox:
 
     def shut(self, code: int, reason: str) -> None:
         """Close the socket now, dropping what was not written."""
+        transport = self._transport
         self.mark_closed()
-        self._transport.close(code, reason)
+        transport.close(code, reason)
 
     def mark_closed(self) -> None:
-        """Stop queueing: the socket is closing or closed. Drops what was not written."""
+        """Stop queueing: the socket is closing or closed. Drops what was not written, and
+        the socket: the two would otherwise stay in a cycle for the garbage collector."""
         self.closed = True
+        self._transport = _CLOSED
         self._queue = []
         self._pending = self._queued = 0
 
@@ -152,6 +155,19 @@ class Outbox:
             self._flush()
         else:
             self._writing = False
+
+
+class _Closed:
+    """The transport of a closed outbox: nothing is written any more."""
+
+    def write(self, batch: list[Outgoing]) -> None:
+        return None
+
+    def close(self, code: int, reason: str) -> None:
+        return None
+
+
+_CLOSED = _Closed()
 
 
 class Passthrough(Outbox):

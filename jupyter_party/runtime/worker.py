@@ -26,7 +26,7 @@ import sys
 from typing import Any
 
 from ..protocol import wire
-from . import partylog
+from . import partylog, tuning
 from .board import TICK, Board
 from .channel import SessionLink
 from .leases import RoomLeases
@@ -44,6 +44,7 @@ def main() -> None:
     fd = int(sys.argv[1])
     _die_with_parent()
     faulthandler.enable(file=sys.stderr, all_threads=True)
+    tuning.fast_event_loop()
     asyncio.run(_serve(fd))
 
 
@@ -73,6 +74,7 @@ async def _serve(fd: int) -> None:
         leases=leases,
     )
     await session.start()
+    tuning.settle_heap()
     link.channel.send(wire.HELLO, [wire.VERSION, os.getpid()])
     await link.channel.lost  # the server process closed the channel (or died)
     await session.close()
