@@ -577,10 +577,10 @@ class ServerProcess:
         raise RuntimeError(f"{self.name} not ready after {timeout}s:\n{self.log()}")
 
     def _ready(self) -> bool:
-        if is_party(self.name):
+        if is_party(self.name):  # its workers answer too (they start once the server listens)
             with contextlib.suppress(OSError, http.client.HTTPException):
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=0.5)
-                conn.request("GET", "/api/status", headers=self.headers)
+                conn.request("GET", "/party-api/rooms", headers=self.headers)
                 ok = conn.getresponse().status == 200
                 conn.close()
                 return ok

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json as jsonlib
-import uuid
+import secrets
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -316,7 +316,7 @@ class PartyHost:
         share link with that access instead.
         """
         query = {**(query or {}), **({"_pk": id} if id is not None else {})}
-        id = query.get("_pk") or uuid.uuid4().hex
+        id = query.get("_pk") or secrets.token_hex(16)
         request, who, share_id = self._request(party, room, path, query, headers, user, share)
         connection = TestConnection(self, party, room, id)
         try:

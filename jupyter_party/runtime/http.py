@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from dataclasses import asdict, dataclass, field, is_dataclass, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from typing import Any
 
 from tornado.httputil import HTTPHeaders
@@ -99,9 +100,22 @@ def request_to_wire(request: Request) -> dict[str, Any]:
         "headers": [
             [k, v] for k, v in request.headers.get_all() if k.lower() not in CREDENTIAL_HEADERS
         ],
-        "user": asdict(user) if is_dataclass(user) and not isinstance(user, type) else None,
+        "user": _user_fields(user) if is_dataclass(user) and not isinstance(user, type) else None,
         "access": request.access,
     }
+
+
+def _user_fields(user: Any) -> dict[str, Any]:
+    """The fields of Jupyter's `User` that `user` has: what `User(**fields)` takes back on the
+    other side (a subclass's own fields would not fit there). Not `asdict`: 5x slower."""
+    return {name: getattr(user, name, None) for name in _user_names()}
+
+
+@functools.cache
+def _user_names() -> tuple[str, ...]:
+    from jupyter_server.auth import User
+
+    return tuple(f.name for f in fields(User))
 
 
 def request_from_wire(fields: dict[str, Any], body: bytes) -> Request:

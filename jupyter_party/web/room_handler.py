@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
+import secrets
 from typing import Any
 from urllib.parse import urlencode
 
@@ -282,7 +282,7 @@ class RoomHandler(JupyterHandler):
                 socket,
                 where.party,
                 where.room,
-                request.query.get("_pk") or uuid.uuid4().hex,
+                request.query.get("_pk") or secrets.token_hex(16),
                 request_to_wire(request),
                 share_id=grant.id if grant else None,
                 who=who,
