@@ -88,3 +88,29 @@ def test_a_send_names_one_socket_or_several():
     for head in (b"\x01", b"\x01\x00\x00\x00\x00\x00"):  # no socket; a partial one
         with pytest.raises(wire.ProtocolError):
             wire.Decoder().feed(struct.pack("<IBI", 5 + len(head), wire.SEND, len(head)) + head)
+
+
+def test_a_request_crosses_with_its_user():
+    """A request crosses the worker boundary with its headers (not the credentials) and the
+    fields of Jupyter's `User`; a custom identity provider's `User` subclass crosses as the
+    `User` it is (its own fields would not fit `User(**fields)` on the other side)."""
+    import json
+    from dataclasses import dataclass
+
+    from jupyter_server.auth import User
+    from tornado.httputil import HTTPHeaders
+
+    from jupyter_party.runtime.http import Request, request_from_wire, request_to_wire
+
+    @dataclass
+    class TeamUser(User):
+        team: str = "blue"
+
+    headers = HTTPHeaders({"X-Seen": "yes", "Authorization": "token secret"})
+    user = TeamUser("ada", "Ada", "Ada L.", "AL", None, "red")
+    request = Request(url="/parties/p/r?a=1", query={"a": "1"}, headers=headers, user=user)
+    fields = json.loads(json.dumps(request_to_wire(request)))  # as the channel carries it
+    back = request_from_wire(fields, b"body")
+    assert back.user == User("ada", "Ada", "Ada L.", "AL", None, "red")
+    assert (back.url, back.query, back.body) == ("/parties/p/r?a=1", {"a": "1"}, b"body")
+    assert back.headers["X-Seen"] == "yes" and "Authorization" not in back.headers
