@@ -590,11 +590,11 @@ class Loop(Server):
 """
 
 
-@pytest.mark.parametrize("workers", [0, 1])
-async def test_serve_processes_are_tuned(tmp_path, workers):
-    """`serve`'s processes (the server, holding the rooms with `workers = 0`; a party
-    worker) run on uvloop when it is installed, room sockets are its transports then; and
-    once started their heap is settled: frozen out of the collector's walks, young
+@pytest.mark.parametrize("workers, loop", [(0, "uvloop"), (1, "asyncio.unix_events")])
+async def test_serve_processes_are_tuned(tmp_path, workers, loop):
+    """`serve` runs on uvloop when it is installed (room sockets are its transports then;
+    with `workers = 0` the rooms are in its process), a party worker on asyncio's loop; once
+    started, both have their heap settled: frozen out of the collector's walks, young
     collections spaced out (tuning.py)."""
     from jupyter_party.runtime.tuning import YOUNG_THRESHOLD
 
@@ -607,7 +607,7 @@ async def test_serve_processes_are_tuned(tmp_path, workers):
         client = await websocket_connect(HTTPRequest(url, headers=headers))
         client.write_message("hello")
         answer = await asyncio.wait_for(client.read_message(), 10)
-        assert answer == f"uvloop frozen=True young={YOUNG_THRESHOLD} hello"
+        assert answer == f"{loop} frozen=True young={YOUNG_THRESHOLD} hello"
         client.close(4000, "done")
         assert await asyncio.wait_for(client.read_message(), 10) is None  # closed
         assert client.close_code == 4000

@@ -44,7 +44,6 @@ def main() -> None:
     fd = int(sys.argv[1])
     _die_with_parent()
     faulthandler.enable(file=sys.stderr, all_threads=True)
-    tuning.fast_event_loop()
     asyncio.run(_serve(fd))
 
 
