@@ -642,7 +642,7 @@ async def test_served_sockets_leave_no_cycles(tmp_path):
     """Connects and closed sockets leave nothing in a reference cycle (on uvloop, as served):
     the handler and its request, the room socket and its transport, the router's socket and
     its outbox are freed by reference counting. The collector found them before, and its walks
-    cost about a fifth of a connect's CPU."""
+    cost about a seventh of a connect's CPU."""
     parties = tmp_path / "parties"
     parties.mkdir()
     (parties / "garbage.py").write_text(GARBAGE_PARTY)
