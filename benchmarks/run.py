@@ -62,7 +62,8 @@ PARTY_VARIANTS: dict[str, int | None] = {
     "jupyter-party-workers2": 2,
     CLUSTER: None,  # two nodes of a party cluster on one redis-server (cluster_nodes.py)
 }
-FANOUT = (*BCAST, "jupyter-party-inproc")
+# ... and jupyter-party without isolation: what the worker boundary costs
+BCAST_INPROC = (*BCAST, "jupyter-party-inproc")
 SERVER_CORES, LOADGEN_CORE = "0", "1"
 BURN_MS = 2.0  # the cpu scenario's work per message
 # Servers of these scenarios run at once and are measured in turn, round after round (see
@@ -112,7 +113,7 @@ SCENARIOS = [
         "fan-out: 1 sender blasts 2,000 x 64 B to 100 receivers, 3 rounds",
         "fanout",
         "bcast",
-        FANOUT,
+        BCAST_INPROC,
         {"receivers": 100, "senders": 1, "messages": 2000, "rounds": 1, "timeout": 60, **ROUNDS3},
         {"receivers": 5, "senders": 1, "messages": 20, "rounds": 1, "timeout": 20, **ROUNDS1},
         "deliveries_per_s",
@@ -135,7 +136,7 @@ SCENARIOS = [
         "room cold start: 1,000 new rooms (connect, message, echo), 50 at a time",
         "coldstart",
         "bcast",
-        BCAST,
+        BCAST_INPROC,
         {"rooms": 1000, "concurrency": 50},
         {"rooms": 20, "concurrency": 5},
         "rooms_per_s",
@@ -146,7 +147,7 @@ SCENARIOS = [
         "paced latency: 1 sender at 50 msg/s to 100 receivers (5,000 deliveries/s), 5 s x 3",
         "paced",
         "bcast",
-        FANOUT,
+        BCAST_INPROC,
         {"receivers": 100, "rate": 50, "seconds": 5, **ROUNDS3},
         {"receivers": 5, "rate": 50, "seconds": 0.5, **ROUNDS1},
         "p99_ms",
@@ -169,7 +170,7 @@ SCENARIOS = [
         "fan-out: 10 senders blast 200 x 64 B each to 100 receivers, 3 rounds",
         "fanout",
         "bcast",
-        FANOUT,
+        BCAST_INPROC,
         {"receivers": 100, "senders": 10, "messages": 200, "rounds": 1, "timeout": 60, **ROUNDS3},
         {"receivers": 5, "senders": 2, "messages": 10, "rounds": 1, "timeout": 20, **ROUNDS1},
         "deliveries_per_s",
