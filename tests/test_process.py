@@ -28,7 +28,7 @@ import pytest
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
-from conftest import require
+from conftest import eventually, require
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_PARTIES = Path(__file__).resolve().parent / "parties"
@@ -662,10 +662,10 @@ async def test_served_sockets_leave_no_cycles(tmp_path):
             body = request(server.port, "GET", "/party-api/rooms")[1]
             return [r for r in json.loads(body)["rooms"] if r["room"] == "r"]
 
-        deadline = time.monotonic() + 10  # until the server has let them all go
-        while any(r["connections"] for r in room_r()) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        assert not any(r["connections"] for r in room_r())
+        await eventually(
+            lambda: not any(r["connections"] for r in room_r()),
+            message="the server letting the sockets go",
+        )
         status, body = request(server.port, "GET", "/parties/garbage/g")
         assert status == 200, body
         garbage = set(json.loads(body)["garbage"])
