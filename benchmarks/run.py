@@ -827,7 +827,10 @@ def waiting(frame: str) -> bool:
 #: the worker's samples; the rest is "event loop and socket I/O".
 CONNECT_STEPS = (
     ("accept the TCP connection", ("TCPServer._handle_connection", "HTTPServer.handle_stream")),
-    ("read and route the HTTP request", ("HTTP1Connection._read_message", "HTTP1ServerConnection")),
+    (  # Tornado's HTTP/1 connection, or ours for a room upgrade (web/listener.py)
+        "read and route the HTTP request",
+        ("HTTP1Connection._read_message", "HTTP1ServerConnection", "_read_upgrade ("),
+    ),
     ("make the handler (Tornado, Jupyter)", ("RequestHandler.__init__",)),
     ("Jupyter's authentication (prepare)", ("JupyterHandler.prepare",)),
     ("the party's request (path, identity)", ("RoomHandler._identify",)),

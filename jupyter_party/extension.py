@@ -17,6 +17,8 @@ from pathlib import Path
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
+from jupyter_server.utils import url_path_join
+from tornado.httpserver import HTTPServer
 from traitlets import Bool, Dict, Enum, Float, Int, TraitType, Unicode, default
 from traitlets.config import Application
 
@@ -35,7 +37,8 @@ from .runtime.supervisor import Supervisor
 from .runtime.tasks import spawn
 from .runtime.watcher import watch_parties
 from .web.activity import Activity
-from .web.routes import ROUTES
+from .web.listener import take_room_connections
+from .web.routes import ROOM_PREFIXES, ROUTES
 from .web.services import SETTING, PartyServices
 
 RUNTIME_LOG = logging.getLogger("jupyter_party")
@@ -203,7 +206,10 @@ class PartyApp(ExtensionApp):
         self.handlers.extend(ROUTES)
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:
-        _deepen_backlog(serverapp.http_server)
+        server = getattr(serverapp, "http_server", None)  # none if the app serves on its own
+        if isinstance(server, HTTPServer):
+            rooms = [url_path_join(serverapp.base_url, prefix) for prefix in ROOM_PREFIXES]
+            take_room_connections(server, rooms)
         _skip_unseen_records(serverapp)
         await self._start_rooms()
         if self.own_process:
@@ -334,18 +340,3 @@ def _skip_unseen_records(app: Application) -> None:
 
     tighten()
     app.observe(tighten, ["log_datefmt", "log_format", "log_level", "logging_config"])
-
-
-def _deepen_backlog(http_server: object) -> None:
-    """Let the listening sockets queue `SOMAXCONN` connections instead of Tornado's 128.
-
-    When a redeploy or a restart sends every client of a party back at once, a queue of 128
-    overflows and the kernel drops the extra SYNs, which clients retry only after 1, 3, 7, 15
-    s: a 5,000-client reconnect storm took 38 s, 11 s with this (benchmarks/README.md). Linux
-    lets a listening socket take a deeper queue (capped by `net.core.somaxconn`).
-    """
-    for sock in getattr(http_server, "_sockets", {}).values():  # Tornado's, by descriptor
-        try:
-            sock.listen(socket.SOMAXCONN)
-        except OSError as error:  # not a listening socket any more: nothing to deepen
-            RUNTIME_LOG.debug("listen backlog unchanged: %s", error)

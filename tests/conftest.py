@@ -59,6 +59,19 @@ def jp_server_config(tmp_path, party_config):
     return {"ServerApp": {"jpserver_extensions": {"jupyter_party": True}}, "PartyApp": party_config}
 
 
+@pytest.fixture
+def http_server(http_server, jp_base_url):
+    """pytest-jupyter's HTTP server, taking room connections as the extension has a Jupyter
+    server take them (web/listener.py): room upgrades are read as they arrive."""
+    from jupyter_server.utils import url_path_join
+
+    from jupyter_party.web.listener import take_room_connections
+    from jupyter_party.web.routes import ROOM_PREFIXES
+
+    take_room_connections(http_server, [url_path_join(jp_base_url, p) for p in ROOM_PREFIXES])
+    return http_server
+
+
 class Client:
     """A WebSocket client whose reads time out instead of hanging a test."""
 

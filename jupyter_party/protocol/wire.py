@@ -50,6 +50,8 @@ _PACKED = {
     ACK: struct.Struct("<IQ"),  # conn, cost
 }
 _SEND_ONE = struct.Struct("<I?")  # SEND: u32 per socket, then text
+#: The other headers' encoder, made once (`json.dumps` with arguments makes one per call).
+_JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def _send_header(sockets: int) -> struct.Struct:
@@ -66,10 +68,7 @@ class Frame(NamedTuple):
 def encode(kind: int, header: list[Any], payload: bytes = b"") -> bytes:
     """One frame."""
     packer = _send_header(len(header) - 1) if kind == SEND else _PACKED.get(kind)
-    if packer is not None:
-        head = packer.pack(*header)
-    else:
-        head = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    head = packer.pack(*header) if packer is not None else _JSON.encode(header).encode()
     return _HEAD.pack(5 + len(head) + len(payload), kind, len(head)) + head + payload
 
 

@@ -20,6 +20,9 @@ from .host_handler import HostHandler
 from .room_handler import RoomHandler
 from .share_page import SharePageHandler
 
+#: Where rooms are, below the base_url: the upgrades to read as they arrive (listener.py).
+ROOM_PREFIXES = ("parties/", "party/")
+
 ROUTES = [
     (r"/parties/?", HomePageHandler),  # before the rooms: `parties` alone is no room
     (r"/parties(?:/.*)?", RoomHandler),
