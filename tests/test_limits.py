@@ -357,7 +357,8 @@ async def test_full_room_refuses_with_1013(connect):
 
 
 @pytest.mark.party_config(max_rooms=1)
-async def test_max_rooms_refuses_new_rooms(connect, http, live_rooms):
+async def test_max_rooms_refuses_new_rooms(connect, http, live_rooms, caplog):
+    caplog.set_level(logging.WARNING, logger="jupyter_party")
     first = await connect("parties/probe/one")
     await first.recv_json()
     second = await connect("parties/probe/two")
@@ -368,6 +369,10 @@ async def test_max_rooms_refuses_new_rooms(connect, http, live_rooms):
     assert "too many rooms" in json.loads(response.body)["error"]
     assert (await http("parties/probe/one")).code == 200  # the live room still answers
     assert await live_rooms() == {("probe", "one")}
+    # The operator is told once, not once per refusal (the next report is a minute away).
+    messages = [r.getMessage() for r in caplog.records if r.name == "jupyter_party"]
+    refusals = [m for m in messages if "(max_rooms)" in m]
+    assert refusals == ["refused 1 new room(s): 1 rooms are live, the limit (max_rooms)"]
 
 
 # -- 6. event-loop stalls -------------------------------------------------------------------

@@ -27,6 +27,8 @@ from .tasks import spawn
 
 log = logging.getLogger("jupyter_party")
 
+#: Seconds between two warnings of rooms refused past `max_rooms` (a crowd would flood the log).
+REFUSALS_REPORTED_EVERY = 60.0
 #: Longest pause before a room whose `on_start` keeps failing is tried again.
 MAX_START_BACKOFF = 60.0
 
@@ -80,6 +82,7 @@ class Host:
         self._idle: dict[Room, Timer] = {}
         self._failures: dict[tuple[str, str], tuple[int, float]] = {}  # start failures, retry at
         self._handles = 0
+        self._refused, self._refused_reported = 0, -REFUSALS_REPORTED_EVERY  # past max_rooms
         self._started = False
         self._adopting: asyncio.Task[None] | None = None
 
@@ -112,6 +115,7 @@ class Host:
         if room is None:
             server_class = self.registry.get(party)
             if len(self.rooms) >= self.limits.max_rooms:
+                self._report_refusal()
                 raise Overloaded(f"too many rooms: the limit is {self.limits.max_rooms}")
             self._check_backoff(party, room_id)
             self._handles += 1
@@ -123,6 +127,19 @@ class Host:
             timer.cancel()
         room._leases += 1
         return room
+
+    def _report_refusal(self) -> None:
+        """Tell the operator that new rooms are refused (clients only see 1013 / 503): the
+        first refusal at once, then how many, at most once per REFUSALS_REPORTED_EVERY."""
+        self._refused += 1
+        now = self.clock.monotonic()
+        if now - self._refused_reported >= REFUSALS_REPORTED_EVERY:
+            log.warning(
+                "refused %d new room(s): %d rooms are live, the limit (max_rooms)",
+                self._refused,
+                len(self.rooms),
+            )
+            self._refused, self._refused_reported = 0, now
 
     def release(self, room: Room) -> None:
         """End a hold taken with `acquire`; the last one starts the idle countdown."""
