@@ -36,6 +36,7 @@ log = logging.getLogger("jupyter_party")
 
 #: Only this much of a request is looked at; a longer one is Tornado's to read.
 PEEK_BYTES = 8192
+_PEEKED = bytearray(PEEK_BYTES)
 
 
 def take_room_connections(server: HTTPServer, paths: Iterable[str]) -> None:
@@ -65,8 +66,9 @@ def _read_upgrade(
     if type(stream) is not IOStream:  # TLS: its bytes are not the request's
         return False
     sock: socket.socket = stream.socket  # type: ignore[assignment]
-    try:
-        data = sock.recv(min(PEEK_BYTES, server.conn_params.max_header_size), socket.MSG_PEEK)
+    size = min(PEEK_BYTES, server.conn_params.max_header_size)
+    try:  # into one buffer: a fresh 8 KiB per connect, shrunk, would fragment the heap
+        data = _PEEKED[: sock.recv_into(_PEEKED, size, socket.MSG_PEEK)]
     except OSError:  # nothing yet (or already reset): Tornado waits for it
         return False
     end = data.find(b"\r\n\r\n")
