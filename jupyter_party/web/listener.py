@@ -9,7 +9,7 @@ client's request is there to be read when its connection is accepted.
 
 A WebSocket upgrade is a connection's first and only HTTP request. Tornado reads it with the
 machinery for a keep-alive stream of requests (a serving loop, a message coroutine, a header
-timeout, body framing), about a sixth of what a room connect costs. Here, when a new
+timeout, body framing): the largest step of a room connect in its profile. Here, when a new
 connection's request is already in the kernel's buffer, complete, and a bodyless `GET` upgrade
 to a room path, it is parsed by Tornado's own parsers and given to the application's router
 like any request (same routing, X-headers, handlers, authentication); the handler answers the
