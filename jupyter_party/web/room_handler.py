@@ -213,6 +213,11 @@ class RoomHandler(JupyterHandler):
         if not self._upgrading:
             super().set_secure_cookie(name, value, *args, **kwargs)
 
+    def set_cors_headers(self) -> None:
+        # CORS is for what a page's script reads: no script reads a WebSocket's handshake.
+        if not self._upgrading:
+            super().set_cors_headers()
+
     def set_default_headers(self) -> None:
         # Jupyter's (a content security policy, nosniff) are for pages; the 101 carries none of
         # the handler's headers, and building them was ~4 % of a connect.
