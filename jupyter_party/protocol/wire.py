@@ -50,8 +50,10 @@ _PACKED = {
     ACK: struct.Struct("<IQ"),  # conn, cost
 }
 _SEND_ONE = struct.Struct("<I?")  # SEND: u32 per socket, then text
-#: The other headers' encoder, made once (`json.dumps` with arguments makes one per call).
+#: The other headers are JSON (UTF-8): an encoder and a decoder made once (`json.dumps` with
+#: arguments makes one per call; `json.loads` of bytes first guesses their encoding).
 _JSON = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_JSON_DECODE = json.JSONDecoder().decode
 
 
 def _send_header(sockets: int) -> struct.Struct:
@@ -110,7 +112,7 @@ class Decoder:
                         raise ProtocolError(f"a kind {kind} header is {packer.size} bytes")
                     header = list(packer.unpack_from(buffer, start))
                 else:
-                    header = json.loads(buffer[start : start + head])
+                    header = _JSON_DECODE(buffer[start : start + head].decode())
             except (ValueError, struct.error) as error:
                 raise ProtocolError(f"bad header: {error}") from None
             offset = end

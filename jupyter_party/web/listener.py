@@ -90,7 +90,9 @@ def _read_upgrade(
     return True
 
 
-def _parse(head: bytes) -> tuple[httputil.RequestStartLine, httputil.HTTPHeaders] | None:
+def _parse(
+    head: bytes | bytearray,
+) -> tuple[httputil.RequestStartLine, httputil.HTTPHeaders] | None:
     """The start line and headers of an HTTP/1.1 upgrade request without a body, else None."""
     line, _, lines = head.decode("latin1").partition("\r\n")
     try:
