@@ -123,7 +123,7 @@ def request_from_wire(fields: dict[str, Any], body: bytes) -> Request:
     from jupyter_server.auth import User
 
     headers, seen = HTTPHeaders(), set()
-    for name, value in fields["headers"]:  # `add` alone tests each name with a KeyError: 3x slower
+    for name, value in fields["headers"]:  # `add` alone tests each name with a KeyError: 2x slower
         if name.lower() in seen:
             headers.add(name, value)  # a repeated header keeps all its values
         else:
