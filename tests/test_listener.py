@@ -126,3 +126,17 @@ def test_connections_are_handed_over_with_their_first_bytes(http_server):
     assert listening
     for sock in listening:  # Linux rounds the seconds to its SYN-ACK retransmissions
         assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT) > 0
+
+
+async def test_a_proxys_x_headers_are_applied_as_tornado_does(
+    decisions, send, http_server, jp_base_url, jp_http_port, jp_auth_header, caplog
+):
+    # `ServerApp.trust_xheaders`: the request is the client's, as a proxy says it is.
+    http_server.xheaders = True
+    path = f"{jp_base_url}parties/probe/proxied"
+    headers = {**jp_auth_header, "X-Real-Ip": "203.0.113.9"}
+    reader, _ = await send(upgrade(path, jp_http_port, headers, version="8"))
+    assert await decisions() is True
+    assert (await head_of(reader)).startswith("HTTP/1.1 426 ")
+    lines = [r.getMessage() for r in caplog.records if "proxied" in r.getMessage()]
+    assert lines and all("203.0.113.9" in line for line in lines), lines  # Jupyter's access log
