@@ -124,10 +124,11 @@ def request_from_wire(fields: dict[str, Any], body: bytes) -> Request:
 
     headers, seen = HTTPHeaders(), set()
     for name, value in fields["headers"]:  # `add` alone tests each name with a KeyError: 2x slower
-        if name.lower() in seen:
+        key = name.lower()
+        if key in seen:
             headers.add(name, value)  # a repeated header keeps all its values
         else:
-            seen.add(name.lower())
+            seen.add(key)
             headers[name] = value
     user = fields.get("user")
     return Request(
