@@ -25,6 +25,8 @@ import socket
 import sys
 from typing import Any
 
+import jupyter_server.auth  # noqa: F401  now, not by the first room's request (some 20 ms)
+
 from ..protocol import wire
 from . import partylog, tuning
 from .board import TICK, Board
