@@ -126,7 +126,7 @@ class Room:
         self._claimed = False  # holds its lease in the party cluster (RoomLeases)
         self._last_activity = time.time()  # of the last event: shown by the admin API
         self._traffic = Traffic()
-        self._started = asyncio.ensure_future(self._start())
+        self._started = self._start()
 
     def __repr__(self) -> str:
         return f"<Room {self.party}/{self.id}>"
@@ -216,10 +216,13 @@ class Room:
         connection._traffic = self._traffic
         self._services.members.joined(connection._handle, self._handle)
         try:
-            connection.tags = _check_tags(
-                await self._run("get_connection_tags", server.get_connection_tags, connection, ctx)
-            )
-            await self._run("on_connect", server._handle_connect, connection, ctx)
+            if not _left_alone(server, "get_connection_tags"):
+                tags = await self._run(
+                    "get_connection_tags", server.get_connection_tags, connection, ctx
+                )
+                connection.tags = _check_tags(tags)
+            if not _left_alone(server, "_handle_connect", "on_connect"):
+                await self._run("on_connect", server._handle_connect, connection, ctx)
         except Exception as error:
             self._forget(connection)
             connection.closed = True
@@ -307,13 +310,43 @@ class Room:
 
     # -- internals --------------------------------------------------------------------------
 
-    async def _start(self) -> None:
+    def _start(self) -> asyncio.Future[None]:
+        """Make the party's instance and run its `on_start`; events wait at the gate until then.
+        With nothing to wait for (no lease to claim in a party cluster, no `on_start` of the
+        party's own) the room starts at once, without a task: a cold start's hot path."""
+        server = None
+        if self._services.leases is None:
+            try:
+                server = self._server_class(self)
+            except Exception as error:
+                return asyncio.ensure_future(self._failed_to_start(error))
+            if _left_alone(server, "_handle_start", "on_start"):
+                self.server = server
+                self._gate.set()
+                started = asyncio.get_running_loop().create_future()
+                started.set_result(None)
+                return started
+        return asyncio.ensure_future(self._start_in_task(server))
+
+    async def _start_in_task(self, server: Server | None) -> None:
+        """The rest of `_start`: claim the lease and make the instance, unless `_start` made
+        it (`server`), then run `on_start`."""
         try:
-            if await self._claim_lease():
-                self.server = self._server_class(self)
-                await self._run("on_start", self.server._handle_start)
+            if server is None:
+                if not await self._claim_lease():
+                    return
+                server = self._server_class(self)
+            self.server = server
+            if not _left_alone(server, "_handle_start", "on_start"):
+                await self._run("on_start", server._handle_start)
         except Exception as error:
-            self._failure = error
+            await self._failed_to_start(error)
+        finally:
+            self._gate.set()
+
+    async def _failed_to_start(self, error: Exception) -> None:
+        self._failure = error
+        try:
             await self._report_error("on_start", None, error)
             self._services.discard(self)
             await self._release_lease()
@@ -404,6 +437,12 @@ async def maybe_await(value: Any) -> Any:
     if inspect.isawaitable(value):
         return await value
     return value
+
+
+def _left_alone(server: Server, *hooks: str) -> bool:
+    """Whether each of these hooks is `Server`'s own, which does nothing: then the room does
+    not run it (no step, no await; a connect's hot path)."""
+    return all(getattr(getattr(server, h), "__func__", None) is getattr(Server, h) for h in hooks)
 
 
 def _check_tags(returned: Any) -> tuple[str, ...]:
