@@ -44,6 +44,41 @@ def test_the_per_message_kinds_have_packed_headers():
     ]
 
 
+def test_the_per_socket_kinds_have_packed_headers_with_a_tail():
+    """JOINED, ADMITTED, CLOSED, CLOSE and BROADCAST pack their fields; a close's reason and a
+    broadcast's `without` follow as the header's tail (nothing for no reason, no one left out)."""
+    headers = [
+        (wire.JOINED, [2**32 - 1, 5]),
+        (wire.ADMITTED, [7]),
+        (wire.CLOSED, [7, 4000, "bye ü \n"]),
+        (wire.CLOSE, [7, 1000, ""]),
+        (wire.BROADCAST, [5, True, []]),
+        (wire.BROADCAST, [5, False, ["a", "b ü"]]),
+    ]
+    data = b"".join(wire.encode(kind, header, b"x") for kind, header in headers)
+    frames = wire.Decoder().feed(data)
+    assert [(f.kind, f.header, f.payload) for f in frames] == [
+        (kind, header, b"x") for kind, header in headers
+    ]
+    assert len(wire.encode(wire.CLOSE, [7, 1000, ""])) == 9 + 6  # no JSON
+    assert len(wire.encode(wire.BROADCAST, [5, True, []])) == 9 + 5
+
+
+@pytest.mark.parametrize(
+    "kind, head",
+    [
+        (wire.JOINED, b"\x01\x00\x00\x00"),  # short of its packed fields
+        (wire.JOINED, b"\x01\x00\x00\x00\x02\x00\x00\x00x"),  # a tail where none is
+        (wire.CLOSED, b"\x01\x00\x00\x00\xe8\x03\xff"),  # a reason that is not UTF-8
+        (wire.BROADCAST, b"\x01\x00\x00\x00\x01[x"),  # a `without` that is not JSON
+    ],
+    ids=["short", "extra", "bad-text", "bad-list"],
+)
+def test_broken_packed_headers_are_refused(kind, head):
+    with pytest.raises(wire.ProtocolError):
+        wire.Decoder().feed(struct.pack("<IBI", 5 + len(head), kind, len(head)) + head)
+
+
 def test_text_and_unicode_headers_survive():
     (frame,) = wire.Decoder().feed(wire.encode(wire.LOG, ["p", "r\u00e9", "print", "ü \n x"]))
     assert frame.header == ["p", "r\u00e9", "print", "ü \n x"]

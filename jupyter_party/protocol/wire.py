@@ -8,9 +8,10 @@ Every frame is
     u32 length of the rest | u8 kind | u32 header length | header (JSON) | payload (raw bytes)
 
 The header is a small JSON array whose fields depend on the kind (see docs/architecture.md),
-except for the kinds sent once per message (MESSAGE, SEND, ACK), whose fields are packed in
-binary; the payload carries message data and HTTP bodies untouched, never re-encoded. One SEND
-carries a message to one socket or to several (the same message sent to each of them).
+except for the kinds sent once per message or per socket (MESSAGE, SEND, ACK, BROADCAST,
+JOINED, ADMITTED, CLOSED, CLOSE), whose fields are packed in binary; the payload carries
+message data and HTTP bodies untouched, never re-encoded. One SEND carries a message to one
+socket or to several (the same message sent to each of them).
 Both ends send `HELLO [version, ...]` first; a peer speaking another version is refused.
 """
 
@@ -20,7 +21,8 @@ import json
 import struct
 from typing import Any, NamedTuple
 
-VERSION = 2  # 2: OPEN carries the gate's question, OPENED its answer; SEND names 1+ sockets
+VERSION = 3  # 2: OPEN carries the gate's question, OPENED its answer; SEND names 1+ sockets
+# 3: BROADCAST, JOINED, CLOSED and CLOSE packed; ADMITTED
 MAX_FRAME = 1 << 30  # a frame claiming more is a broken peer, never a real message
 
 # Kinds. "client side" is the server process (or a worker calling another room through it);
@@ -42,12 +44,20 @@ REPLY = 12  # either side: [call, error, result]  error is None or a message
 LOG = 13  # room side: [party, room, kind, text]  a party's output (print, log, error)
 RECORD = 14  # room side: [logger, level, message, traceback]  a log record made in the worker
 STATS = 15  # room side: [rooms, commit_seconds]  live rooms, and storage commit times since
+ADMITTED = 16  # room side: [conn]  an OPENED with code 0 and nothing to answer (the common one)
 
 _HEAD = struct.Struct("<IBI")
-# Headers of the kinds sent once per message: packed, not JSON (the hot path).
-_PACKED = {
-    MESSAGE: struct.Struct("<I?"),  # conn, text
-    ACK: struct.Struct("<IQ"),  # conn, cost
+# Headers of the kinds sent once per message or per socket: packed, not JSON (the hot paths).
+# After its packed fields, a header may have a tail, its last field: UTF-8 text ("text"), or
+# a JSON list, nothing for an empty one ("list").
+_PACKED: dict[int, tuple[struct.Struct, str | None]] = {
+    MESSAGE: (struct.Struct("<I?"), None),  # conn, text
+    ACK: (struct.Struct("<IQ"), None),  # conn, cost
+    JOINED: (struct.Struct("<II"), None),  # conn, room
+    ADMITTED: (struct.Struct("<I"), None),  # conn
+    CLOSED: (struct.Struct("<IH"), "text"),  # conn, code; reason
+    CLOSE: (struct.Struct("<IH"), "text"),  # conn, code; reason
+    BROADCAST: (struct.Struct("<I?"), "list"),  # room, text; without
 }
 _SEND_ONE = struct.Struct("<I?")  # SEND: u32 per socket, then text
 #: The other headers are JSON (UTF-8): an encoder and a decoder made once (`json.dumps` with
@@ -69,9 +79,30 @@ class Frame(NamedTuple):
 
 def encode(kind: int, header: list[Any], payload: bytes = b"") -> bytes:
     """One frame."""
-    packer = _send_header(len(header) - 1) if kind == SEND else _PACKED.get(kind)
-    head = packer.pack(*header) if packer is not None else _JSON.encode(header).encode()
+    if kind == SEND:
+        head = _send_header(len(header) - 1).pack(*header)
+    elif kind in _PACKED:
+        packer, tail = _PACKED[kind]
+        if tail is None:
+            head = packer.pack(*header)
+        else:
+            *fields, last = header
+            head = packer.pack(*fields) + _encode_tail(tail, last)
+    else:
+        head = _JSON.encode(header).encode()
     return _HEAD.pack(5 + len(head) + len(payload), kind, len(head)) + head + payload
+
+
+def _encode_tail(tail: str, value: Any) -> bytes:
+    if tail == "text":
+        return value.encode()
+    return _JSON.encode(value).encode() if value else b""
+
+
+def _decode_tail(tail: str, data: bytearray) -> Any:
+    if tail == "text":
+        return data.decode()
+    return _JSON_DECODE(data.decode()) if data else []
 
 
 class ProtocolError(Exception):
@@ -100,19 +131,22 @@ class Decoder:
             start = offset + 9
             if start + head > end:
                 raise ProtocolError("header longer than its frame")
-            packer = _PACKED.get(kind)
+            packer, tail = _PACKED.get(kind, (None, None))
             if kind == SEND:
                 sockets, odd = divmod(head - 1, 4)
                 if odd or sockets < 1:
                     raise ProtocolError(f"a SEND header of {head} bytes")
                 packer = _send_header(sockets)
             try:
-                if packer is not None:
-                    if head != packer.size:
-                        raise ProtocolError(f"a kind {kind} header is {packer.size} bytes")
-                    header = list(packer.unpack_from(buffer, start))
-                else:
+                if packer is None:
                     header = _JSON_DECODE(buffer[start : start + head].decode())
+                else:
+                    size = packer.size
+                    if head < size or (head > size and tail is None):
+                        raise ProtocolError(f"a kind {kind} header of {head} bytes")
+                    header = list(packer.unpack_from(buffer, start))
+                    if tail is not None:
+                        header.append(_decode_tail(tail, buffer[start + size : start + head]))
             except (ValueError, struct.error) as error:
                 raise ProtocolError(f"bad header: {error}") from None
             offset = end

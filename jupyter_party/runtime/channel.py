@@ -252,7 +252,10 @@ class WorkerLink:
         return await self.channel.call(op, args, payload)
 
     def socket_opened(self, conn: int, code: int, reason: str) -> None:
-        self.channel.send(wire.OPENED, [conn, code, reason, None])
+        if code == 0:
+            self.channel.send(wire.ADMITTED, [conn])
+        else:
+            self.channel.send(wire.OPENED, [conn, code, reason, None])
 
     def socket_send(self, conn: int, message: Outgoing) -> None:
         self.channel.send_to(conn, message)
@@ -274,6 +277,8 @@ class WorkerLink:
             router.ack(worker, h[0], h[1])
         elif kind == wire.JOINED:
             router.joined(worker, h[0], h[1])
+        elif kind == wire.ADMITTED:
+            router.opened(worker, h[0], 0, "", None, b"")
         elif kind == wire.OPENED:
             router.opened(worker, h[0], h[1], h[2], h[3], frame.payload)
         elif kind == wire.CLOSE:
@@ -324,7 +329,10 @@ class SessionLink:
     def opened(
         self, conn: int, code: int, reason: str, answer: dict[str, Any] | None, body: bytes
     ) -> None:
-        self.channel.send(wire.OPENED, [conn, code, reason, answer], body)
+        if code == 0 and answer is None:
+            self.channel.send(wire.ADMITTED, [conn])
+        else:
+            self.channel.send(wire.OPENED, [conn, code, reason, answer], body)
 
     def send(self, conn: int, message: Outgoing) -> None:
         self.channel.send_to(conn, message)
@@ -373,6 +381,8 @@ class SessionLink:
             message = Outgoing.raw(frame.payload, h[-1])
             for conn in h[:-1]:
                 session.socket_send(conn, message)
+        elif kind == wire.ADMITTED:
+            session.socket_opened(h[0], 0, "")
         elif kind == wire.OPENED:
             session.socket_opened(h[0], h[1], h[2])
         elif kind == wire.CLOSE:
