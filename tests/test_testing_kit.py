@@ -233,6 +233,34 @@ async def test_close_codes_and_refusals():
         assert unknown.close_code == 4404
 
 
+class Plain(Server):
+    """No hooks but `on_message`, unless an instance is given its own in `__init__`."""
+
+    def __init__(self, room):
+        super().__init__(room)
+        if room.id == "own":  # hooks of the instance, not of the class: they run too
+            self.on_start = lambda: setattr(self, "started", True)
+            self.on_connect = lambda connection, ctx: connection.send("hello")
+        if room.id == "broken":
+            raise RuntimeError("no instance today")
+
+    def on_message(self, message, sender):
+        sender.send(f"{getattr(self, 'started', False)}:{message}")
+
+
+async def test_hooks_a_party_leaves_alone_are_skipped_its_own_run():
+    async with party_host({"plain": Plain}) as host:
+        plain = await host.connect("plain", "bare")  # starts at once, no on_start to wait for
+        await plain.send("x")
+        assert await plain.recv() == "False:x"
+        own = await host.connect("plain", "own")
+        assert await own.recv() == "hello"
+        await own.send("y")
+        assert await own.recv() == "True:y"
+        broken = await host.connect("plain", "broken")  # its instance failed: refused
+        assert broken.close_code == 1011 and "no instance today" in broken.close_reason
+
+
 async def test_recv_fails_clearly_when_nothing_comes():
     async with party_room(Probe, "quiet") as room:
         client = await room.connect(id="q")
