@@ -331,7 +331,7 @@ class PartyHost:
                 send_buffer_limit=self.limits.send_buffer_limit,
             )
             limits = connection._socket.limits
-            connection._max_size = limits["max_message_size"] or connection._max_size
+            connection._max_size = limits.get("max_message_size") or connection._max_size
         except Refused as refused:
             if refused.response is not None:
                 raise HandshakeRejected(_test_response(refused.response)) from None

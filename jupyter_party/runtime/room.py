@@ -442,7 +442,10 @@ async def maybe_await(value: Any) -> Any:
 def _left_alone(server: Server, *hooks: str) -> bool:
     """Whether each of these hooks is `Server`'s own, which does nothing: then the room does
     not run it (no step, no await; a connect's hot path)."""
-    return all(getattr(getattr(server, h), "__func__", None) is getattr(Server, h) for h in hooks)
+    for hook in hooks:
+        if getattr(getattr(server, hook), "__func__", None) is not getattr(Server, hook):
+            return False
+    return True
 
 
 def _check_tags(returned: Any) -> tuple[str, ...]:

@@ -194,7 +194,10 @@ class Session:
             if not isinstance(verdict, Request):
                 _, code, message = verdict  # the HTTP status is for requests
                 return opened(conn, code, message, None, b"")
-            request, answer = verdict, {"party": _limits(self.registry.get(party))}
+            limits = _limits(self.registry.get(party))
+            if limits != _SERVER_LIMITS:  # else the server process's own apply: no answer
+                answer = {"party": limits}
+            request = verdict
         host = self.host
         try:
             room = host.acquire(party, room_id)
@@ -575,6 +578,9 @@ def _limits(server_class: type[Server]) -> dict[str, Any]:
         "send_buffer_limit": server_class.send_buffer_limit,
         "rate_limit_drops": server_class.rate_limit_drops,
     }
+
+
+_SERVER_LIMITS = _limits(Server)  # a party's limits when it sets none
 
 
 def _refusal_to_wire(verdict: Response | tuple[int, int, str]) -> Any:
