@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 VERSION = 3  # 2: OPEN carries the gate's question, OPENED its answer; SEND names 1+ sockets
 # 3: BROADCAST, JOINED, CLOSED and CLOSE packed; ADMITTED
@@ -95,7 +95,7 @@ def encode(kind: int, header: list[Any], payload: bytes = b"") -> bytes:
 
 def _encode_tail(tail: str, value: Any) -> bytes:
     if tail == "text":
-        return value.encode()
+        return cast(str, value).encode()
     return _JSON.encode(value).encode() if value else b""
 
 
