@@ -238,25 +238,30 @@ class Plain(Server):
 
     def __init__(self, room):
         super().__init__(room)
+        self.left = []
         if room.id == "own":  # hooks of the instance, not of the class: they run too
             self.on_start = lambda: setattr(self, "started", True)
             self.on_connect = lambda connection, ctx: connection.send("hello")
+            self.on_close = lambda connection, code, reason: self.left.append(connection.id)
         if room.id == "broken":
             raise RuntimeError("no instance today")
 
     def on_message(self, message, sender):
-        sender.send(f"{getattr(self, 'started', False)}:{message}")
+        sender.send(f"{getattr(self, 'started', False)}:{message}:{','.join(self.left)}")
 
 
 async def test_hooks_a_party_leaves_alone_are_skipped_its_own_run():
     async with party_host({"plain": Plain}) as host:
         plain = await host.connect("plain", "bare")  # starts at once, no on_start to wait for
         await plain.send("x")
-        assert await plain.recv() == "False:x"
-        own = await host.connect("plain", "own")
+        assert await plain.recv() == "False:x:"
+        own = await host.connect("plain", "own", id="a")
         assert await own.recv() == "hello"
+        gone = await host.connect("plain", "own", id="b")
+        assert await gone.recv() == "hello"
+        await gone.close()
         await own.send("y")
-        assert await own.recv() == "True:y"
+        assert await own.recv() == "True:y:b"
         broken = await host.connect("plain", "broken")  # its instance failed: refused
         assert broken.close_code == 1011 and "no instance today" in broken.close_reason
 

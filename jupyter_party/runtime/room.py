@@ -263,6 +263,8 @@ class Room:
         connection.closed = True
         if not self._forget(connection):
             return
+        if self.server is not None and _left_alone(self.server, "_handle_close", "on_close"):
+            return
         task = asyncio.ensure_future(self._close_hook(connection, code, reason))
         self._closing.add(task)  # `_stop` waits for these: they may still use storage
         task.add_done_callback(self._closing.discard)
