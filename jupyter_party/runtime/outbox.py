@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from typing import Any, Protocol
 
 from ..protocol.codes import CloseCode
 from ..protocol.frames import BINARY, TEXT, encode_frame
 from .http import dumps
+
+log = logging.getLogger("jupyter_party")
 
 
 class Outgoing:
@@ -65,12 +68,35 @@ class Transport(Protocol):
         """Close the underlying socket with `code` and `reason`."""
 
 
+class Flushes:
+    """The outboxes that queued messages during this loop turn, each written once at its end,
+    all in one callback: a broadcast to 5,000 sockets scheduled 5,000 callbacks before."""
+
+    __slots__ = ("_outboxes",)
+
+    def __init__(self) -> None:
+        self._outboxes: list[Outbox] = []
+
+    def add(self, outbox: Outbox) -> None:
+        if not self._outboxes:
+            asyncio.get_running_loop().call_soon(self._run)
+        self._outboxes.append(outbox)
+
+    def _run(self) -> None:
+        outboxes, self._outboxes = self._outboxes, []
+        for outbox in outboxes:
+            try:
+                outbox._flush()
+            except Exception:  # as the loop would for a callback: the other sockets still go
+                log.exception("writing to a socket failed")
+
+
 class Outbox:
     """The send queue of one socket: coalesced per loop turn, bounded by `limit` bytes."""
 
     __slots__ = (
+        "_flushes",
         "_in_flight",
-        "_loop",
         "_pending",
         "_queue",
         "_queued",
@@ -80,11 +106,11 @@ class Outbox:
         "limit",
     )
 
-    def __init__(self, transport: Transport, limit: int) -> None:
+    def __init__(self, transport: Transport, limit: int, flushes: Flushes) -> None:
         self.closed = False
         self._transport = transport
         self.limit = limit  # bytes queued or in flight before the client is closed
-        self._loop = asyncio.get_running_loop()
+        self._flushes = flushes
         self._queue: list[Outgoing] = []
         self._pending = 0  # bytes queued plus bytes handed to the transport but not yet flushed
         self._queued = 0  # bytes in _queue
@@ -104,7 +130,7 @@ class Outbox:
         self._pending += size
         if not self._writing:
             self._writing = True
-            self._loop.call_soon(self._flush)
+            self._flushes.add(self)
 
     def close(self, code: int = CloseCode.NORMAL, reason: str = "") -> None:
         """Close the socket after sending what is already queued."""

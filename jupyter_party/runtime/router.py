@@ -34,7 +34,7 @@ from ..protocol.codes import CloseCode
 from . import metrics
 from .errors import Overloaded
 from .http import Request, Response, request_from_wire, request_to_wire, response_from_wire
-from .outbox import Outbox, Outgoing, Passthrough, Transport
+from .outbox import Flushes, Outbox, Outgoing, Passthrough, Transport
 from .partylog import PartyLogs
 from .session import MESSAGE_COST, WINDOW
 from .tasks import spawn
@@ -138,7 +138,8 @@ class Socket:
         self.id = id
         self.worker = worker
         self.transport = transport
-        self.outbox = Outbox(self, limit) if peer is None else Passthrough(self, limit)
+        kind = Outbox if peer is None else Passthrough
+        self.outbox = kind(self, limit, router.flushes)
         self.share_id = share_id
         self.peer = peer  # the node that relayed this socket here, if any
         self.span: tuple[int, int] | None = None  # its room, if relayed
@@ -183,6 +184,7 @@ class Router:
         self._relays: set[int] = set()  # links to other nodes of the party cluster
         self._spans: dict[tuple[int, int], dict[Peer, int]] = {}  # room -> relayed members
         self._limits: dict[tuple[Any, ...], dict[str, Any]] = {}  # parties' limits, shared
+        self.flushes = Flushes()  # the sockets' writes of this loop turn
         #: The party cluster this node belongs to, if any (it sets itself here).
         self.cluster: Cluster | None = None
         #: Starts the workers on first use, if the host has not started them yet.
